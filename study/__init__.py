@@ -1,0 +1,1 @@
+"""Hyperparameter studies of architecture families on the MNIST digit-pair task."""

@@ -1,0 +1,82 @@
+"""What every command shares: flag spellings, `key=value` overrides, and the one-line error with exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+import yaml
+
+from study.errors import StudyError
+
+EXIT_USAGE = 2
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with its usage errors in the same one-line form as every other user error."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def make_parser(prog: str, description: str, example: str) -> ArgumentParser:
+    return ArgumentParser(prog=prog, description=description, epilog=f"example:\n  {example}",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_data_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help="MNIST root (torchvision layout); default $STUDY_DATA_DIR, else ./data")
+    parser.add_argument("--device", help="torch device, e.g. cpu or cuda:0; default CUDA when available")
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """['lr=0.01', 'batchnorm=false'] -> {'lr': 0.01, 'batchnorm': False}; values are read as YAML scalars."""
+    overrides = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise StudyError(f"override {item!r} is not of the form key=value")
+        try:
+            overrides[key] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise StudyError(f"override {item!r}: cannot read value {text!r}") from None
+        if isinstance(overrides[key], str):  # YAML 1.1 reads 1e-3 as a string
+            try:
+                overrides[key] = float(overrides[key])
+            except ValueError:
+                pass
+    return overrides
+
+
+def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
+    """Run a command's main; a user error becomes one line on stderr and exit status 2, Ctrl-C exit 130."""
+    try:
+        return main(argv) or 0
+    except StudyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

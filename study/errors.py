@@ -1,0 +1,5 @@
+"""The one exception a user can cause: the CLIs print its message as one line and exit with status 2."""
+
+
+class StudyError(Exception):
+    """A bad name, file, value or address. The message names the culprit."""

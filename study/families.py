@@ -1,0 +1,156 @@
+"""Architecture families and their registry: family name -> builder(**hyperparameters) -> PairModel.
+
+A builder's keyword arguments are the family's model hyperparameters (the config keys it takes), so adding a
+family is one decorated function here plus one search-space YAML; the training loop and the CLIs read the
+registry and need no edit.
+
+    base      one conv module g on both images (shared weights)
+    base_aux  shared g + auxiliary digit head, loss += aux_weight * CE(digits)
+    sep       two conv modules g1, g2 with separate weights
+    sep_aux   separate g1, g2, each with its own auxiliary digit head
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from study.errors import StudyError
+
+N_DIGITS = 10
+
+
+@dataclass
+class PairOutput:
+    logit: torch.Tensor  # (B,) comparison logit: > 0 predicts "first digit <= second"
+    digit_logits: torch.Tensor | None = None  # (B, 2, 10) digit classes of both images, aux families only
+
+
+class PairModel(nn.Module):
+    """A model of the pair task: forward((B, 2, 14, 14)) -> PairOutput, and its own training loss."""
+
+    aux_weight: float = 0.0
+    has_aux: bool = False  # True when forward returns digit logits (the auxiliary head exists)
+
+    def loss(self, out: PairOutput, target: torch.Tensor, digits: torch.Tensor) -> torch.Tensor:
+        """Binary cross-entropy on the comparison, plus aux_weight * cross-entropy on both digits."""
+        loss = F.binary_cross_entropy_with_logits(out.logit, target)
+        if out.digit_logits is not None:
+            loss = loss + self.aux_weight * F.cross_entropy(out.digit_logits.reshape(-1, N_DIGITS),
+                                                            digits.reshape(-1))
+        return loss
+
+
+class ConvBranch(nn.Module):
+    """g: one 14x14 image -> f features (and, with h, 10 digit logits).
+
+    conv3x3(c) [BN] ReLU maxpool2 -> conv3x3(2c) [BN] ReLU maxpool2 -> dropout -> FC f, ReLU [-> FC h, ReLU, FC 10]
+    """
+
+    def __init__(self, c: int, f: int, dropout: float, batchnorm: bool, h: int | None = None):
+        super().__init__()
+
+        def conv_block(c_in: int, c_out: int) -> list[nn.Module]:
+            norm = [nn.BatchNorm2d(c_out)] if batchnorm else []
+            return [nn.Conv2d(c_in, c_out, kernel_size=3, padding=1), *norm, nn.ReLU(), nn.MaxPool2d(2)]
+
+        self.features = nn.Sequential(
+            *conv_block(1, c),  # (B, c, 7, 7)
+            *conv_block(c, 2 * c),  # (B, 2c, 3, 3)
+            nn.Dropout(dropout),
+            nn.Flatten(),
+            nn.Linear(2 * c * 3 * 3, f),
+            nn.ReLU(),
+        )
+        self.digit_head = (nn.Sequential(nn.Linear(f, h), nn.ReLU(), nn.Linear(h, N_DIGITS))
+                           if h is not None else None)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        features = self.features(image)  # (B, f)
+        digit_logits = self.digit_head(features) if self.digit_head is not None else None  # (B, 10)
+        return features, digit_logits
+
+
+class TwoBranchNet(PairModel):
+    """comparator(g_a(a), g_b(b)): the same g for both images when `branch_b` is None, else two.
+
+    The comparator reads each image's f features, or, in aux families, its 10 digit probabilities: the auxiliary
+    loss then shapes exactly what the comparison is made from, as in the original study's aux networks
+    (measured on real data, 25 epochs: sep_aux test acc 0.87 from features, 0.90 from logits, 0.97 from
+    probabilities).
+    """
+
+    def __init__(self, branch_a: ConvBranch, branch_b: ConvBranch | None, f: int, aux_weight: float = 0.0):
+        super().__init__()
+        self.branch_a, self.branch_b = branch_a, branch_b
+        self.aux_weight = aux_weight
+        self.has_aux = branch_a.digit_head is not None
+        per_image = N_DIGITS if self.has_aux else f
+        self.comparator = nn.Sequential(nn.Linear(2 * per_image, f), nn.ReLU(), nn.Linear(f, 1))
+
+    def forward(self, x: torch.Tensor) -> PairOutput:
+        batch = len(x)
+        if self.branch_b is None:  # shared weights: one pass over both images
+            features, digits = self.branch_a(x.reshape(2 * batch, 1, 14, 14))  # (2B, f), (2B, 10)
+            features = features.view(batch, 2, -1)
+            digits = digits.view(batch, 2, N_DIGITS) if digits is not None else None
+        else:
+            (fa, da), (fb, db) = self.branch_a(x[:, :1]), self.branch_b(x[:, 1:])
+            features = torch.stack([fa, fb], dim=1)  # (B, 2, f)
+            digits = torch.stack([da, db], dim=1) if da is not None else None  # (B, 2, 10)
+        compared = digits.softmax(-1) if self.has_aux else features  # (B, 2, 10) or (B, 2, f)
+        logit = self.comparator(compared.flatten(1)).squeeze(1)  # (B,)
+        return PairOutput(logit, digits)
+
+
+# --- the registry ----------------------------------------------------------------------------------------------
+
+FAMILIES: dict[str, Callable[..., PairModel]] = {}
+
+
+def register_family(builder: Callable[..., PairModel]) -> Callable[..., PairModel]:
+    """Register `builder` under its function name; its keyword-only arguments are the family's hyperparameters."""
+    FAMILIES[builder.__name__] = builder
+    return builder
+
+
+def get_builder(family: str) -> Callable[..., PairModel]:
+    if family not in FAMILIES:
+        raise StudyError(f"unknown family {family!r}; valid families: {', '.join(sorted(FAMILIES))}")
+    return FAMILIES[family]
+
+
+def family_hyperparameters(family: str) -> tuple[str, ...]:
+    """The model hyperparameters `family` takes, read from its builder's signature."""
+    return tuple(inspect.signature(get_builder(family)).parameters)
+
+
+def build_model(family: str, config: dict) -> PairModel:
+    """Build `family` from the keys of `config` it takes (the rest are training settings)."""
+    return get_builder(family)(**{key: config[key] for key in family_hyperparameters(family)})
+
+
+@register_family
+def base(*, c: int, f: int, dropout: float, batchnorm: bool) -> PairModel:
+    return TwoBranchNet(ConvBranch(c, f, dropout, batchnorm), None, f)
+
+
+@register_family
+def base_aux(*, c: int, f: int, h: int, dropout: float, batchnorm: bool, aux_weight: float) -> PairModel:
+    return TwoBranchNet(ConvBranch(c, f, dropout, batchnorm, h), None, f, aux_weight)
+
+
+@register_family
+def sep(*, c: int, f: int, dropout: float, batchnorm: bool) -> PairModel:
+    return TwoBranchNet(ConvBranch(c, f, dropout, batchnorm), ConvBranch(c, f, dropout, batchnorm), f)
+
+
+@register_family
+def sep_aux(*, c: int, f: int, h: int, dropout: float, batchnorm: bool, aux_weight: float) -> PairModel:
+    return TwoBranchNet(ConvBranch(c, f, dropout, batchnorm, h), ConvBranch(c, f, dropout, batchnorm, h), f,
+                        aux_weight)
