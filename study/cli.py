@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Callable
 
@@ -21,24 +22,26 @@ class ArgumentParser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+def _bounded(cast, kind: str, minimum: float, inclusive: bool):
+    """An argparse type: `cast` the text and check it against `minimum`."""
+    expected = f"{kind} {'>=' if inclusive else '>'} {minimum:g}"
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+positive_int = _bounded(int, "an integer", 1, inclusive=True)
+non_negative_int = _bounded(int, "an integer", 0, inclusive=True)
+positive_float = _bounded(float, "a number", 0, inclusive=False)
+non_negative_float = _bounded(float, "a number", 0, inclusive=True)
 
 
 def make_parser(prog: str, description: str, example: str) -> ArgumentParser:

@@ -86,10 +86,14 @@ class Split:
 class PairData:
     train: Split
     val: Split
-    test: Split
+    test: Split | None  # None while tuning: the test pairs never reach a tuning trial
 
     def to(self, device: torch.device | str) -> "PairData":
-        return PairData(self.train.to(device), self.val.to(device), self.test.to(device))
+        test = self.test.to(device) if self.test is not None else None
+        return PairData(self.train.to(device), self.val.to(device), test)
+
+    def without_test(self) -> "PairData":
+        return PairData(self.train, self.val, None)
 
 
 def _pairs(images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> Split:

@@ -85,16 +85,9 @@ class SearchSpace:
         """The untuned config: every param at its default, plus the fixed values."""
         return {"family": self.family, **{name: p.default for name, p in self.params.items()}, **self.fixed}
 
-    def define_by_run(self):
+    def define_by_run(self) -> "DefineByRun":
         """An Optuna define-by-run function for OptunaSearch: suggests the params, returns the fixed values."""
-        params, constants = list(self.params.values()), {"family": self.family, **self.fixed}
-
-        def sample(trial) -> dict:
-            for param in params:
-                param.suggest(trial)
-            return constants
-
-        return sample
+        return DefineByRun(tuple(self.params.values()), {"family": self.family, **self.fixed})
 
     def boundary_warnings(self, config: dict) -> list[str]:
         """One line per tuned value that sits at an edge of its range: the range may be too narrow."""
@@ -106,6 +99,19 @@ class SearchSpace:
                 warnings.append(f"{name}={config[name]:.4g} sits at the {side} boundary ({bound:g}) of its range "
                                 f"in {self.path}: widen the range and search again")
         return warnings
+
+
+@dataclass(frozen=True)
+class DefineByRun:
+    """A picklable define-by-run function (Ray pickles the searcher, and with it this, to resume a study)."""
+
+    params: tuple[Param, ...]
+    constants: dict
+
+    def __call__(self, trial) -> dict:
+        for param in self.params:
+            param.suggest(trial)
+        return self.constants
 
 
 def _number(value, where: str, integer: bool):
@@ -169,6 +175,8 @@ def _param(name: str, spec, where: str) -> Param:
 def load_space(path: str | Path, family: str | None = None) -> SearchSpace:
     """Read and check a search-space file. With `family`, the file must be for that family."""
     path = Path(path)
+    if family is not None:
+        get_builder(family)  # an unknown family is named as such, not as a missing file
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -219,7 +227,6 @@ def load_space(path: str | Path, family: str | None = None) -> SearchSpace:
 
 def resolve_config(family: str, overrides: dict | None = None, space_path: str | Path | None = None) -> dict:
     """The family's default config from its search-space file, with `overrides` on top, validated."""
-    get_builder(family)  # an unknown family is named as such, not as a missing file
     space = load_space(space_path or default_space_path(family), family)
     overrides = overrides or {}
     check_keys(family, overrides, where="override")

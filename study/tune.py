@@ -1,0 +1,296 @@
+"""Search one family's hyperparameters: Ray Tune trials sampled by Optuna's TPE, stopped early by ASHA.
+
+    python -m study.tune --family sep_aux --data-dir ../shared/data
+    python -m study.tune --family base --num-samples 40 --max-epochs 30 --space my_space.yaml
+
+The objective is validation accuracy; the test split never reaches a tuning trial. Every trial of a study
+trains on the same pairs (the study's `--seed` draws them and seeds the sampler). Run the same command again
+after an interruption and it resumes (Tuner.restore); `--fresh` starts over; a finished study is shown, not rerun.
+
+Study directory (`--study-dir`, default studies/<family>):
+    study.yaml        the study's settings; a resume must match them
+    optuna.journal    the Optuna study (JournalStorage): `optuna-dashboard optuna.journal`
+    ray/search/       Ray Tune's experiment state and per-trial results
+    best_config.yaml  the best trial's config and validation score, written once the search ends
+
+How early-stopped trials reach the sampler: every trial reports `val/acc_best`, the best validation accuracy
+of its epochs so far, and that is both ASHA's and Optuna's objective. A trial ASHA stops reaches Optuna as
+COMPLETE with its best value within the epochs it was given: a lower bound of what it would have reached, which
+ranks it below the trials that earned more epochs (the sampler learns "poor region" from it, as intended). The
+best config is chosen among the trials that trained the full `--max-epochs`, so its score and its epoch budget
+belong together.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from study import cli
+from study.errors import StudyError
+from study.families import FAMILIES
+from study.files import read_yaml, write_yaml
+from study.space import SearchSpace, default_space_path, load_space
+
+METRIC, MODE = "val/acc_best", "max"
+EXPERIMENT = "search"
+TOP_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class Budget:
+    num_samples: int
+    max_epochs: int
+    grace_period: int
+    max_concurrent: int
+    time_budget: float | None
+    cpus_per_trial: float
+    gpus_per_trial: float
+    max_failures: int
+
+
+def study_dir_for(args) -> Path:
+    return Path(args.study_dir) if args.study_dir else Path("studies") / args.family
+
+
+def study_settings(space: SearchSpace, budget: Budget, seed: int) -> dict:
+    """What defines a study's results: a resume with other settings would mix two studies."""
+    params = {name: {k: v for k, v in vars(p).items() if k != "name" and v is not None}
+              for name, p in space.params.items()}
+    for spec in params.values():
+        if "choices" in spec:
+            spec["choices"] = list(spec["choices"])
+    return {"family": space.family, "seed": seed, "params": params, "fixed": space.fixed,
+            "num_samples": budget.num_samples, "max_epochs": budget.max_epochs,
+            "grace_period": budget.grace_period}
+
+
+# --- what runs inside a Ray trial ----------------------------------------------------------------------------
+
+def run_trial(config: dict, data, threads: int, device: str | None) -> None:
+    """A Ray Tune function trainable: fit() with one `ray.tune.report` per epoch, plus the running best."""
+    import torch
+    from ray import tune
+
+    from study.train import fit
+
+    torch.set_num_threads(threads)
+    best = -math.inf
+
+    def report(metrics: dict) -> None:
+        nonlocal best
+        best = max(best, metrics["val/acc"])
+        tune.report({**metrics, METRIC: best})
+
+    fit(config, data, report=report, device=device)
+
+
+# --- the driver ----------------------------------------------------------------------------------------------
+
+def connect_ray(address: str | None) -> None:
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    try:
+        if address:
+            ray.init(address=address, include_dashboard=False, logging_level="WARNING")
+        else:
+            ray.init(include_dashboard=False, logging_level="WARNING")
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise StudyError(f"cannot connect to the Ray cluster at --address {address}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def trial_name(trial) -> str:
+    """Short trial names and folders (Ray's default folder name holds the whole config)."""
+    return f"trial_{trial.trial_id}"
+
+
+def make_tuner(space: SearchSpace, budget: Budget, seed: int, trainable, study_dir: Path):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    storage = JournalStorage(JournalFileBackend(str(study_dir / "optuna.journal")))
+    searcher = OptunaSearch(space=space.define_by_run(), metric=METRIC, mode=MODE,
+                            sampler=optuna.samplers.TPESampler(seed=seed),
+                            study_name=space.family, storage=storage)
+    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=budget.max_epochs,
+                              grace_period=budget.grace_period, reduction_factor=3)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, num_samples=budget.num_samples,
+                                    search_alg=ConcurrencyLimiter(searcher, max_concurrent=budget.max_concurrent),
+                                    scheduler=scheduler, time_budget_s=budget.time_budget,
+                                    trial_name_creator=trial_name, trial_dirname_creator=trial_name),
+        run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str((study_dir / "ray").resolve()),
+                                  failure_config=tune.FailureConfig(max_failures=budget.max_failures),
+                                  verbose=1),
+    )
+
+
+def summarise(experiment: Path, budget: Budget) -> dict:
+    """Counts and ranked trials, read from the experiment state Ray saved (what a resume would see)."""
+    from ray.tune import ExperimentAnalysis
+
+    trials = ExperimentAnalysis(str(experiment.resolve())).trials
+    ranked = []
+    for trial in trials:
+        if trial.status == "TERMINATED" and METRIC in trial.last_result:
+            epochs = trial.last_result["training_iteration"]
+            ranked.append({"trial_id": trial.trial_id, "config": trial.config, "epochs": epochs,
+                           METRIC: trial.last_result[METRIC], "full_budget": epochs >= budget.max_epochs})
+    ranked.sort(key=lambda t: (t["full_budget"], t[METRIC]), reverse=True)
+    full = sum(t["full_budget"] for t in ranked)
+    return {"trials": len(trials), "completed": full, "stopped_early": len(ranked) - full,
+            "errored": sum(t.status == "ERROR" for t in trials),
+            "unfinished": sum(t.status not in ("TERMINATED", "ERROR") for t in trials), "ranked": ranked}
+
+
+def print_top(summary: dict, space: SearchSpace) -> None:
+    names = list(space.params)
+    header = ["trial", METRIC, "epochs", *names]
+    rows = [[t["trial_id"], f"{t[METRIC]:.4f}", str(t["epochs"]),
+             *(f"{t['config'][n]:.4g}" if isinstance(t["config"][n], float) else str(t["config"][n])
+               for n in names)] for t in summary["ranked"][:TOP_SHOWN]]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    print(f"top {len(rows)} of {summary['trials']} trials ({summary['completed']} trained the full budget, "
+          f"{summary['stopped_early']} stopped early by ASHA, {summary['errored']} errored):")
+    for row in [header, *rows]:
+        print("  " + "  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
+
+
+def show_finished(study_dir: Path) -> None:
+    best = read_yaml(study_dir / "best_config.yaml")
+    print(f"study in {study_dir} is finished ({best['counts']['trials']} trials); --fresh starts it over")
+    print(f"best {METRIC} {best[METRIC]:.4f}: {best['config']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.make_parser("study.tune", __doc__.splitlines()[0],
+                             "python -m study.tune --family sep_aux --num-samples 24 --data-dir ../shared/data")
+    parser.add_argument("--family", required=True, help=f"one of: {', '.join(sorted(FAMILIES))}")
+    parser.add_argument("--space", help="search-space YAML (default search_spaces/<family>.yaml)")
+    parser.add_argument("--num-samples", type=cli.positive_int, default=24, help="trials to run (default 24)")
+    parser.add_argument("--max-epochs", type=cli.positive_int,
+                        help="epochs of a trial that is never stopped early (default: epochs in the space file)")
+    parser.add_argument("--grace-period", type=cli.positive_int,
+                        help="epochs every trial gets before ASHA may stop it (default 3, at most --max-epochs)")
+    parser.add_argument("--max-concurrent", type=cli.positive_int, default=2, help="trials at once (default 2)")
+    parser.add_argument("--time-budget", type=cli.positive_float, help="seconds; stop starting trials after it")
+    parser.add_argument("--seed", type=cli.non_negative_int, default=0,
+                        help="seeds the sampler and draws the pairs all trials share (default 0)")
+    parser.add_argument("--study-dir", help="where the study lives (default studies/<family>)")
+    parser.add_argument("--fresh", action="store_true", help="delete the study in --study-dir and start over")
+    parser.add_argument("--address", help="join this Ray cluster (default $RAY_ADDRESS, else start Ray here)")
+    parser.add_argument("--cpus-per-trial", type=cli.positive_float, default=1.0, help="default 1")
+    parser.add_argument("--gpus-per-trial", type=cli.non_negative_float, default=0.0,
+                        help="fractions pack trials per GPU, e.g. 0.25 (default 0)")
+    parser.add_argument("--max-failures", type=cli.non_negative_int, default=1,
+                        help="retries of a trial that raises, before it counts as errored (default 1)")
+    parser.add_argument("--no-rerun", action="store_true", help="stop after the search")
+    cli.add_data_flags(parser)
+    args = parser.parse_args(argv)
+
+    space = load_space(args.space or default_space_path(args.family), args.family)
+    fixed_epochs = space.fixed.get("epochs")
+    max_epochs = args.max_epochs or fixed_epochs or 25
+    budget = Budget(args.num_samples, max_epochs, args.grace_period or min(3, max_epochs),
+                    args.max_concurrent, args.time_budget, args.cpus_per_trial, args.gpus_per_trial,
+                    args.max_failures)
+    if budget.grace_period > budget.max_epochs:
+        raise StudyError(f"--grace-period {budget.grace_period} exceeds --max-epochs {budget.max_epochs}")
+    space = SearchSpace(space.path, space.family, space.params, {**space.fixed, "epochs": budget.max_epochs,
+                                                                   "seed": args.seed})
+    study_dir = study_dir_for(args)
+    settings = study_settings(space, budget, args.seed)
+    prepare_study_dir(study_dir, settings, args.fresh)
+    if (study_dir / "best_config.yaml").exists():
+        show_finished(study_dir)
+        return 0
+
+    from study.data import load_mnist, make_pairs
+
+    mnist = load_mnist(args.data_dir)
+    defaults = space.defaults()
+    data = make_pairs(mnist, args.seed, defaults["n_train"], defaults["n_val"], defaults["n_test"]).without_test()
+    print(f"study {study_dir}: family {space.family}, {budget.num_samples} trials of at most {budget.max_epochs} "
+          f"epochs (ASHA grace {budget.grace_period}), {budget.max_concurrent} at once, "
+          f"{budget.cpus_per_trial:g} CPU + {budget.gpus_per_trial:g} GPU each"
+          + (f", time budget {budget.time_budget:g} s" if budget.time_budget else ""), flush=True)
+
+    connect_ray(args.address)
+    from ray import tune
+
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, data=data, threads=max(1, int(budget.cpus_per_trial)), device=args.device),
+        {"cpu": budget.cpus_per_trial, "gpu": budget.gpus_per_trial})
+    experiment = study_dir / "ray" / EXPERIMENT
+    start = time.perf_counter()
+    if tune.Tuner.can_restore(str(experiment.resolve())):
+        print(f"resuming the interrupted study from {experiment}", flush=True)
+        tuner = tune.Tuner.restore(str(experiment.resolve()), trainable=trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False)
+    else:
+        tuner = make_tuner(space, budget, args.seed, trainable, study_dir)
+    tuner.fit()
+    elapsed = time.perf_counter() - start
+
+    summary = summarise(experiment, budget)
+    out_of_time = budget.time_budget is not None and elapsed >= budget.time_budget
+    if summary["unfinished"] or (summary["trials"] < budget.num_samples and not out_of_time):
+        print(f"search interrupted with {summary['trials'] - summary['unfinished']} of {budget.num_samples} trials "
+              f"finished; run the same command again to resume", file=sys.stderr)
+        return 130
+    if not summary["ranked"]:
+        raise StudyError(f"no trial of {study_dir} finished without error; see {experiment}")
+    best = summary["ranked"][0]
+    write_yaml(study_dir / "best_config.yaml", {
+        "family": space.family, METRIC: best[METRIC], "trial_id": best["trial_id"], "epochs_trained": best["epochs"],
+        "config": best["config"], "space": str(space.path),
+        "counts": {k: summary[k] for k in ("trials", "completed", "stopped_early", "errored")},
+        "wall_time_s": round(elapsed, 1)})
+
+    print(f"search finished in {elapsed:.0f} s")
+    print_top(summary, space)
+    for warning in space.boundary_warnings(best["config"]):
+        print(f"warning: {warning}")
+    print(f"best config: {study_dir / 'best_config.yaml'}; Optuna study: {study_dir / 'optuna.journal'} "
+          f"(optuna-dashboard {study_dir / 'optuna.journal'}); Ray results: {experiment}")
+    return 0
+
+
+def prepare_study_dir(study_dir: Path, settings: dict, fresh: bool) -> None:
+    """Create the study dir, or check that the study in it was started with the same settings."""
+    marker = study_dir / "study.yaml"
+    if fresh and study_dir.exists():
+        if not marker.exists() and any(study_dir.iterdir()):
+            raise StudyError(f"--fresh: {study_dir} is not a study directory (no study.yaml); not deleting it")
+        shutil.rmtree(study_dir)
+    try:
+        study_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(study_dir, os.W_OK):
+            raise PermissionError("not writable")
+    except OSError as exc:
+        raise StudyError(f"cannot write the study dir {study_dir}: {exc.strerror or exc}") from None
+    if marker.exists():
+        previous = read_yaml(marker)
+        changed = [key for key in sorted(set(settings) | set(previous)) if settings.get(key) != previous.get(key)]
+        if changed:
+            raise StudyError(f"{study_dir} holds a study with other settings ({', '.join(changed)} differ); "
+                             f"run with --fresh to start over, or use another --study-dir")
+    else:
+        write_yaml(marker, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

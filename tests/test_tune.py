@@ -1,0 +1,137 @@
+"""`python -m study.tune` through real Ray on synthetic data: outputs, resume after Ctrl-C, one-line errors."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import yaml
+
+from conftest import REPO, run_module
+
+TINY_SPACE = """\
+family: base
+params:
+  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true, default: 3.0e-3}
+  c: {type: int, low: 4, high: 8, default: 4}
+  f: {type: int, low: 8, high: 16, default: 8}
+  dropout: {type: float, low: 0.0, high: 0.3, default: 0.1}
+  batchnorm: {type: bool, default: true}
+fixed:
+  epochs: 2
+  n_train: 100
+  n_val: 60
+  n_test: 40
+  batch_size: 50
+"""
+
+
+def tune_args(space, study_dir, data_dir, *extra):
+    return ["--family", "base", "--space", str(space), "--study-dir", str(study_dir), "--data-dir", str(data_dir),
+            "--device", "cpu", "--no-rerun", *extra]
+
+
+def optuna_trials(study_dir):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(study_dir / "optuna.journal")))
+    return optuna.load_study(study_name="base", storage=storage).trials
+
+
+def trial_dirs(study_dir):
+    return sorted((study_dir / "ray" / "search").glob("trial_*"))
+
+
+@pytest.fixture
+def space(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(TINY_SPACE)
+    return path
+
+
+@pytest.mark.slow
+def test_a_tiny_study_writes_best_config_and_optuna_storage_then_says_it_is_finished(tmp_path, space,
+                                                                                      fake_mnist_dir):
+    study = tmp_path / "study"
+    done = run_module("study.tune", *tune_args(space, study, fake_mnist_dir, "--num-samples", "3"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    best = yaml.safe_load((study / "best_config.yaml").read_text())
+    assert best["family"] == "base" and best["counts"]["trials"] == 3
+    assert best["counts"]["completed"] + best["counts"]["stopped_early"] + best["counts"]["errored"] == 3
+    assert best["config"]["epochs"] == 2 and best["epochs_trained"] == 2
+    assert 4 <= best["config"]["c"] <= 8 and 0 <= best["val/acc_best"] <= 1
+    assert "test/acc" not in (study / "ray" / "search").joinpath(f"trial_{best['trial_id']}", "result.json").read_text()
+    trials = optuna_trials(study)
+    assert len(trials) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert max(t.value for t in trials) == pytest.approx(best["val/acc_best"])
+    assert "top 3 of 3 trials" in done.stdout
+
+    again = run_module("study.tune", *tune_args(space, study, fake_mnist_dir, "--num-samples", "3"))
+    assert again.returncode == 0 and "is finished" in again.stdout
+    assert len(trial_dirs(study)) == 3 and len(optuna_trials(study)) == 3
+
+
+@pytest.mark.slow
+def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path, space, fake_mnist_dir):
+    study = tmp_path / "study"
+    args = tune_args(space, study, fake_mnist_dir, "--num-samples", "3", "--max-concurrent", "1")
+    process = subprocess.Popen([sys.executable, "-m", "study.tune", *args], cwd=REPO, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while len(trial_dirs(study)) < 2 and time.time() < deadline:  # one at a time: trial 2 starts after trial 1
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)  # Ctrl-C
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-3000:]
+    assert "run the same command again to resume" in err
+    assert not (study / "best_config.yaml").exists()
+    # grace period = max epochs = 2: no early stopping, so a trial with two epochs of results is finished
+    finished = {d: (d / "result.json").read_text() for d in trial_dirs(study)
+                if (d / "result.json").exists() and (d / "result.json").read_text().count("\n") == 2}
+    assert finished
+
+    resumed = run_module("study.tune", *args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming the interrupted study" in resumed.stdout
+    assert len(trial_dirs(study)) == 3
+    for trial, results in finished.items():
+        assert (trial / "result.json").read_text() == results, f"finished {trial.name} was run again"
+    best = yaml.safe_load((study / "best_config.yaml").read_text())
+    assert best["counts"]["trials"] == 3
+    assert len([t for t in optuna_trials(study) if t.state == optuna.trial.TrialState.COMPLETE]) == 3
+
+
+INVERTED = TINY_SPACE.replace("low: 4, high: 8", "low: 8, high: 4")
+
+
+@pytest.mark.parametrize("args, space_text, culprit", [
+    (["--family", "resnet"], None, "unknown family 'resnet'"),
+    (["--family", "base"], "family: base\nparams: {lr: [1,\n", "malformed YAML"),
+    (["--family", "base"], INVERTED, "params.c: inverted bounds"),
+    (["--family", "base", "--num-samples", "0"], TINY_SPACE, "--num-samples: expected an integer >= 1, got 0"),
+    (["--family", "base", "--gpus-per-trial", "-1"], TINY_SPACE, "--gpus-per-trial: expected a number >= 0"),
+    (["--family", "base", "--max-epochs", "2", "--grace-period", "5"], TINY_SPACE, "--grace-period 5 exceeds"),
+])
+def test_bad_input_fails_with_one_line_and_writes_nothing(tmp_path, fake_mnist_dir, args, space_text, culprit):
+    study = tmp_path / "study"
+    extra = []
+    if space_text is not None:
+        (tmp_path / "space.yaml").write_text(space_text)
+        extra = ["--space", str(tmp_path / "space.yaml")]
+    done = run_module("study.tune", *args, *extra, "--study-dir", str(study), "--data-dir", str(fake_mnist_dir))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and culprit in lines[0], done.stderr
+    assert not study.exists()
+
+
+def test_a_study_dir_with_other_settings_is_refused(tmp_path, space, fake_mnist_dir):
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "study.yaml").write_text("family: base\nseed: 0\nnum_samples: 99\n")
+    done = run_module("study.tune", *tune_args(space, study, fake_mnist_dir, "--num-samples", "3"))
+    assert done.returncode == 2 and "holds a study with other settings" in done.stderr
+    assert sorted(p.name for p in study.iterdir()) == ["study.yaml"]
