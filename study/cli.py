@@ -54,6 +54,13 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="torch device, e.g. cpu or cuda:0; default CUDA when available")
 
 
+def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", help="join this Ray cluster (default $RAY_ADDRESS, else start Ray here)")
+    parser.add_argument("--cpus-per-trial", type=positive_float, default=1.0, help="default 1")
+    parser.add_argument("--gpus-per-trial", type=non_negative_float, default=0.0,
+                        help="fractions pack trials per GPU, e.g. 0.25 (default 0)")
+
+
 def parse_overrides(items: list[str]) -> dict:
     """['lr=0.01', 'batchnorm=false'] -> {'lr': 0.01, 'batchnorm': False}; values are read as YAML scalars."""
     overrides = {}

@@ -32,14 +32,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from study import cli
+from study.config import validate_config
 from study.errors import StudyError
 from study.families import FAMILIES
 from study.files import read_yaml, write_yaml
+from study.ray_session import connect_ray
+from study.rerun import add_rerun_flags, load_config_file, run_reruns
 from study.space import SearchSpace, default_space_path, load_space
+from study.tracking import Tracker
 
 METRIC, MODE = "val/acc_best", "max"
 EXPERIMENT = "search"
 TOP_SHOWN = 5
+
+
+class SearchInterrupted(Exception):
+    """Ctrl-C (or SIGUSR1) stopped the search; Ray saved its state for a resume."""
 
 
 @dataclass(frozen=True)
@@ -91,20 +99,6 @@ def run_trial(config: dict, data, threads: int, device: str | None) -> None:
 
 
 # --- the driver ----------------------------------------------------------------------------------------------
-
-def connect_ray(address: str | None) -> None:
-    import ray
-
-    address = address or os.environ.get("RAY_ADDRESS")
-    try:
-        if address:
-            ray.init(address=address, include_dashboard=False, logging_level="WARNING")
-        else:
-            ray.init(include_dashboard=False, logging_level="WARNING")
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise StudyError(f"cannot connect to the Ray cluster at --address {address}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-
 
 def trial_name(trial) -> str:
     """Short trial names and folders (Ray's default folder name holds the whole config)."""
@@ -191,13 +185,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="seeds the sampler and draws the pairs all trials share (default 0)")
     parser.add_argument("--study-dir", help="where the study lives (default studies/<family>)")
     parser.add_argument("--fresh", action="store_true", help="delete the study in --study-dir and start over")
-    parser.add_argument("--address", help="join this Ray cluster (default $RAY_ADDRESS, else start Ray here)")
-    parser.add_argument("--cpus-per-trial", type=cli.positive_float, default=1.0, help="default 1")
-    parser.add_argument("--gpus-per-trial", type=cli.non_negative_float, default=0.0,
-                        help="fractions pack trials per GPU, e.g. 0.25 (default 0)")
     parser.add_argument("--max-failures", type=cli.non_negative_int, default=1,
                         help="retries of a trial that raises, before it counts as errored (default 1)")
     parser.add_argument("--no-rerun", action="store_true", help="stop after the search")
+    add_rerun_flags(parser)
+    cli.add_cluster_flags(parser)
     cli.add_data_flags(parser)
     args = parser.parse_args(argv)
 
@@ -211,17 +203,28 @@ def main(argv: list[str] | None = None) -> int:
         raise StudyError(f"--grace-period {budget.grace_period} exceeds --max-epochs {budget.max_epochs}")
     space = SearchSpace(space.path, space.family, space.params, {**space.fixed, "epochs": budget.max_epochs,
                                                                    "seed": args.seed})
+    tracker = None if args.no_rerun else Tracker(args.tracking_uri, args.experiment)  # fail fast, before the search
     study_dir = study_dir_for(args)
     settings = study_settings(space, budget, args.seed)
     prepare_study_dir(study_dir, settings, args.fresh)
     if (study_dir / "best_config.yaml").exists():
         show_finished(study_dir)
-        return 0
+    else:
+        search(args, space, budget, study_dir)
+    if tracker is not None:
+        best = load_config_file(study_dir / "best_config.yaml", space.family)
+        run_reruns(best, args.seeds, tracker, args.data_dir, budget.cpus_per_trial, budget.gpus_per_trial,
+                   args.device, args.address)
+    return 0
+
+
+def search(args, space: SearchSpace, budget: Budget, study_dir: Path) -> None:
+    """Run (or resume) the search and write best_config.yaml; an interruption raises SearchInterrupted."""
 
     from study.data import load_mnist, make_pairs
 
     mnist = load_mnist(args.data_dir)
-    defaults = space.defaults()
+    defaults = validate_config(space.defaults())
     data = make_pairs(mnist, args.seed, defaults["n_train"], defaults["n_val"], defaults["n_test"]).without_test()
     print(f"study {study_dir}: family {space.family}, {budget.num_samples} trials of at most {budget.max_epochs} "
           f"epochs (ASHA grace {budget.grace_period}), {budget.max_concurrent} at once, "
@@ -248,15 +251,14 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(experiment, budget)
     out_of_time = budget.time_budget is not None and elapsed >= budget.time_budget
     if summary["unfinished"] or (summary["trials"] < budget.num_samples and not out_of_time):
-        print(f"search interrupted with {summary['trials'] - summary['unfinished']} of {budget.num_samples} trials "
-              f"finished; run the same command again to resume", file=sys.stderr)
-        return 130
+        raise SearchInterrupted(f"search interrupted with {summary['trials'] - summary['unfinished']} of "
+                                f"{budget.num_samples} trials finished; run the same command again to resume")
     if not summary["ranked"]:
         raise StudyError(f"no trial of {study_dir} finished without error; see {experiment}")
     best = summary["ranked"][0]
     write_yaml(study_dir / "best_config.yaml", {
         "family": space.family, METRIC: best[METRIC], "trial_id": best["trial_id"], "epochs_trained": best["epochs"],
-        "config": best["config"], "space": str(space.path),
+        "config": validate_config(best["config"]), "space": str(space.path),
         "counts": {k: summary[k] for k in ("trials", "completed", "stopped_early", "errored")},
         "wall_time_s": round(elapsed, 1)})
 
@@ -266,7 +268,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {warning}")
     print(f"best config: {study_dir / 'best_config.yaml'}; Optuna study: {study_dir / 'optuna.journal'} "
           f"(optuna-dashboard {study_dir / 'optuna.journal'}); Ray results: {experiment}")
-    return 0
 
 
 def prepare_study_dir(study_dir: Path, settings: dict, fresh: bool) -> None:
@@ -292,5 +293,13 @@ def prepare_study_dir(study_dir: Path, settings: dict, fresh: bool) -> None:
         write_yaml(marker, settings)
 
 
+def interruptible_main(argv: list[str] | None = None) -> int:
+    try:
+        return main(argv)
+    except SearchInterrupted as exc:
+        print(exc, file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    sys.exit(cli.run(interruptible_main))

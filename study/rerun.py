@@ -1,0 +1,221 @@
+"""Retrain one config with many seeds on fresh data, in parallel on Ray, every seed logged to MLflow.
+
+    python -m study.rerun --family sep_aux --seeds 10 --data-dir ../shared/data
+    python -m study.rerun --family base --config studies/base/best_config.yaml --epochs 30
+
+Without --config the family's tuned best config (studies/<family>/best_config.yaml, or --study-dir) is used,
+else its search-space defaults. Each seed draws new train/val/test pairs and a new initialisation; the rerun
+seeds are 1, 2, ... skipping the seed the config was tuned with. Seeds already FINISHED in MLflow for the same
+config are skipped, so an interrupted rerun completes only the missing seeds when run again.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from study import cli
+from study.config import validate_config
+from study.errors import StudyError
+from study.families import FAMILIES
+from study.files import read_yaml
+from study.space import default_space_path, load_space
+from study.stats import describe, format_summary
+from study.tracking import DEFAULT_EXPERIMENT, Tracker, environment_tags
+
+CURVES = ("train/loss", "val/loss", "train/acc", "val/acc", "test/acc")
+SEED_SUMMARY = ("test/acc", "test/acc_at_best_val", "val/acc_best")
+
+
+def rerun_seeds(tuning_seed: int, count: int) -> list[int]:
+    """1, 2, ... `count` seeds, none equal to the seed the config was tuned with."""
+    seeds, candidate = [], 1
+    while len(seeds) < count:
+        if candidate != tuning_seed:
+            seeds.append(candidate)
+        candidate += 1
+    return seeds
+
+
+def train_seed(config: dict, mnist, threads: int, device: str | None) -> tuple[list[dict], dict]:
+    """One seed, run as a Ray task: draw its pairs, fit with test evaluation, return history and summary."""
+    import torch
+
+    from study.data import make_pairs
+    from study.train import fit
+
+    torch.set_num_threads(threads)
+    data = make_pairs(mnist, config["seed"], config["n_train"], config["n_val"], config["n_test"])
+    result = fit(config, data, evaluate_test=True, device=device)
+    return result.history, result.summary()
+
+
+def load_config_file(path: str | Path, family: str) -> dict:
+    """A best_config.yaml written by study.tune, or a plain config mapping."""
+    path = Path(path)
+    try:
+        raw = read_yaml(path)
+    except FileNotFoundError:
+        raise StudyError(f"config file {path} does not exist") from None
+    except Exception as exc:  # yaml errors, unreadable file
+        raise StudyError(f"cannot read config file {path}: {str(exc).splitlines()[0]}") from None
+    config = raw.get("config", raw) if isinstance(raw, dict) else None
+    if not isinstance(config, dict):
+        raise StudyError(f"config file {path}: expected a mapping of hyperparameters")
+    if config.get("family", family) != family:
+        raise StudyError(f"config file {path} is for family {config['family']!r}, not {family!r}")
+    try:
+        return validate_config({**config, "family": family})
+    except StudyError as exc:
+        raise StudyError(f"config file {path}: {exc}") from None
+
+
+def choose_config(family: str, config_path: str | None, study_dir: str | None) -> tuple[dict, str]:
+    """(config, where it came from): --config, else the tuned best config, else the space defaults."""
+    if config_path:
+        return load_config_file(config_path, family), str(config_path)
+    best = Path(study_dir) if study_dir else Path("studies") / family
+    if (best / "best_config.yaml").exists():
+        return load_config_file(best / "best_config.yaml", family), str(best / "best_config.yaml")
+    space = load_space(default_space_path(family), family)
+    return validate_config(space.defaults()), f"{space.path} (defaults, untuned)"
+
+
+def run_reruns(config: dict, seeds: int, tracker: Tracker, data_dir: str | None, cpus_per_trial: float = 1.0,
+               gpus_per_trial: float = 0.0, device: str | None = None, address: str | None = None) -> dict:
+    """Train the missing seeds of `config` on Ray, log each to MLflow as it lands; returns the test/acc summary."""
+    family = config["family"]
+    parent_id = tracker.parent_run(family, config)
+    wanted = rerun_seeds(config["seed"], seeds)
+    done = tracker.finished_seeds(parent_id)
+    missing = [seed for seed in wanted if seed not in done]
+    print(f"reruns of {family} (parent run {parent_id} in experiment {tracker.experiment!r} at {tracker.uri}): "
+          f"{len(wanted) - len(missing)} of {len(wanted)} seeds already finished", flush=True)
+
+    if missing:
+        import ray
+
+        from study.data import load_mnist
+        from study.ray_session import connect_ray
+
+        mnist = load_mnist(data_dir)
+        connect_ray(address)
+        mnist_ref = ray.put(mnist)  # into the object store once, shared by every seed
+        task = ray.remote(train_seed).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial)
+        threads = max(1, int(cpus_per_trial))
+        pending = {task.remote({**config, "seed": seed}, mnist_ref, threads, device): seed for seed in missing}
+        tags = environment_tags()
+        start = time.perf_counter()
+        try:
+            while pending:
+                [ready], _ = ray.wait(list(pending), num_returns=1)
+                seed = pending.pop(ready)
+                history, summary = ray.get(ready)
+                tracker.log_seed(parent_id, family, {**config, "seed": seed}, history, summary, tags)
+                print(f"  seed {seed:3d}: test/acc {summary['test/acc']:.4f}  "
+                      f"[{len(missing) - len(pending)}/{len(missing)} new, {time.perf_counter() - start:.0f} s]",
+                      flush=True)
+        except KeyboardInterrupt:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise StudyError("reruns interrupted; finished seeds are saved in MLflow: run the same command again "
+                             "to complete the missing ones") from None
+
+    return finalise_parent(tracker, parent_id, config)
+
+
+def finalise_parent(tracker: Tracker, parent_id: str, config: dict) -> dict:
+    """Summary metrics, learning curves and the config on the parent run, from all its FINISHED seeds."""
+    from mlflow.entities import Metric
+
+    children = tracker.finished_seeds(parent_id)
+    summaries = {}
+    metrics = []
+    now = int(time.time() * 1000)
+    for name in SEED_SUMMARY:
+        values = [run.data.metrics[name] for run in children.values() if name in run.data.metrics]
+        summaries[name] = describe(values)
+        for stat, value in summaries[name].items():
+            metrics.append(Metric(f"{name}_{stat}" if stat != "n" else "n_seeds", float(value), now, 0))
+    tracker.client.log_batch(parent_id, metrics=metrics)
+    tracker.client.log_text(parent_id, yaml_dump(config), "config.yaml")
+    curves = {run.data.tags["seed"]: tracker.histories(run.info.run_id, CURVES) for run in children.values()}
+    tracker.client.log_figure(parent_id, learning_curves(config["family"], curves), "learning_curves.png")
+    tracker.client.set_terminated(parent_id, status="FINISHED")
+    test = summaries["test/acc"]
+    print(format_summary(f"{config['family']} test/acc (final epoch)", test))
+    print(format_summary(f"{config['family']} test/acc at best-val epoch", summaries["test/acc_at_best_val"]))
+    print(format_summary(f"{config['family']} max val/acc over epochs (report 002's statistic)",
+                         summaries["val/acc_best"]))
+    return test
+
+
+def yaml_dump(config: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def learning_curves(family: str, curves: dict[str, dict[str, list[tuple[int, float]]]]):
+    """Loss and accuracy per epoch: each seed a thin transparent line, the mean across seeds bold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    panels = ((axes[0], ("train/loss", "val/loss"), "loss"), (axes[1], ("train/acc", "val/acc", "test/acc"), "accuracy"))
+    for axis, names, label in panels:
+        for colour, name in zip(("C0", "C1", "C2"), names):
+            series = [dict(history[name]) for history in curves.values() if history.get(name)]
+            if not series:
+                continue
+            epochs = sorted(set().union(*series))
+            for s in series:
+                axis.plot(list(s), list(s.values()), color=colour, alpha=0.25, linewidth=0.8)
+            mean = [np.mean([s[e] for s in series if e in s]) for e in epochs]
+            axis.plot(epochs, mean, color=colour, linewidth=2.5, label=f"{name} (mean of {len(series)})")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(label)
+        axis.legend()
+        axis.grid(alpha=0.3)
+    figure.suptitle(f"{family}: {len(curves)} seeds")
+    figure.tight_layout()
+    return figure
+
+
+def add_rerun_flags(parser) -> None:
+    """The flags study.rerun and study.tune share, with the same meaning."""
+    parser.add_argument("--seeds", type=cli.positive_int, default=10, help="seeds to rerun (default 10)")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, "
+                                               "else sqlite under ./mlruns)")
+    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT,
+                        help=f"MLflow experiment (default {DEFAULT_EXPERIMENT})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.make_parser("study.rerun", __doc__.splitlines()[0],
+                             "python -m study.rerun --family sep_aux --seeds 10 --data-dir ../shared/data")
+    parser.add_argument("--family", required=True, help=f"one of: {', '.join(sorted(FAMILIES))}")
+    parser.add_argument("--config", help="config file: a best_config.yaml or a mapping of hyperparameters")
+    parser.add_argument("--study-dir", help="where to find the tuned best config (default studies/<family>)")
+    parser.add_argument("--epochs", type=cli.positive_int, help="override the config's epochs")
+    add_rerun_flags(parser)
+    cli.add_cluster_flags(parser)
+    cli.add_data_flags(parser)
+    args = parser.parse_args(argv)
+
+    config, source = choose_config(args.family, args.config, args.study_dir)
+    if args.epochs:
+        config = {**config, "epochs": args.epochs}
+    print(f"config from {source}: {config}", flush=True)
+    tracker = Tracker(args.tracking_uri, args.experiment)
+    run_reruns(config, args.seeds, tracker, args.data_dir, args.cpus_per_trial, args.gpus_per_trial, args.device,
+               args.address)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

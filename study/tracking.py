@@ -1,0 +1,168 @@
+"""MLflow layout: one experiment per study, one parent run per (family, config), one child run per seed.
+
+Only the driver writes (one writer, so SQLite never sees concurrent writers and nothing is lost or duplicated).
+Default store with no server: SQLite at mlruns/mlflow.db, artifacts under mlruns/artifacts.
+
+    parent  tags: study.role=parent, family, config_hash; params: the config (without seed);
+            metrics: test/acc_mean, _std, _ci95_low, _ci95_high, n_seeds, ...; artifacts: config.yaml, curves
+    child   tags: study.role=seed, mlflow.parentRunId, family, config_hash, seed, git_commit, versions;
+            params: the full config; metrics: per epoch with step=epoch, then the run's summary values
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from study.errors import StudyError
+
+DEFAULT_EXPERIMENT = "digit-pairs"
+DEFAULT_STORE = Path("mlruns")
+ROLE = "study.role"
+PARENT_TAG = "mlflow.parentRunId"
+VERSIONED = ("torch", "torchvision", "ray", "optuna", "mlflow", "numpy")
+
+
+def default_tracking_uri() -> str:
+    return f"sqlite:///{(DEFAULT_STORE / 'mlflow.db').resolve()}"
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """`--tracking-uri`, else MLFLOW_TRACKING_URI, else SQLite under ./mlruns."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def config_hash(config: dict) -> str:
+    """Identifies a config across its seeds: everything but the seed."""
+    canonical = json.dumps({k: v for k, v in sorted(config.items()) if k != "seed"}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def environment_tags() -> dict[str, str]:
+    """Git commit and package versions: what a reader needs to reproduce a run."""
+    tags = {"python": platform.python_version()}
+    for package in VERSIONED:
+        try:
+            tags[f"version.{package}"] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    tags["git_commit"] = commit or "unknown"
+    return tags
+
+
+class Tracker:
+    """The driver's MLflow client for one experiment."""
+
+    def __init__(self, uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT, create: bool = True):
+        from mlflow.tracking import MlflowClient
+
+        self.uri = resolve_tracking_uri(uri)
+        check_reachable(self.uri)
+        if self.uri.startswith("sqlite:///"):
+            database = Path(self.uri[len("sqlite:///"):])
+            if not create and not database.exists():
+                raise StudyError(f"no tracking database at --tracking-uri {self.uri}")
+            database.parent.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        try:
+            found = self.client.get_experiment_by_name(experiment)
+            if found is None and not create:
+                raise StudyError(f"no experiment {experiment!r} at --tracking-uri {self.uri}")
+            if found is None:
+                artifacts = None
+                if self.uri == default_tracking_uri():
+                    artifacts = (DEFAULT_STORE / "artifacts").resolve().as_uri()
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifacts)
+            else:
+                self.experiment_id = found.experiment_id
+        except StudyError:
+            raise
+        except Exception as exc:  # MlflowException, SQLAlchemy errors, HTTP errors
+            raise StudyError(f"cannot use the tracking store --tracking-uri {self.uri}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        self.experiment = experiment
+
+    def search(self, filter_string: str, statuses: tuple[str, ...] | None = None) -> list:
+        runs = self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=5000,
+                                       order_by=["attributes.start_time DESC"])
+        return [run for run in runs if statuses is None or run.info.status in statuses]
+
+    def parent_run(self, family: str, config: dict) -> str:
+        """The parent run of (family, config), created on first use."""
+        digest = config_hash(config)
+        found = self.search(f"tags.`{ROLE}` = 'parent' AND tags.config_hash = '{digest}' "
+                            f"AND tags.family = '{family}'")
+        if found:
+            return found[0].info.run_id
+        run = self.client.create_run(self.experiment_id, run_name=f"{family}__{digest}",
+                                     tags={ROLE: "parent", "family": family, "config_hash": digest})
+        from mlflow.entities import Param
+
+        params = [Param(k, str(v)) for k, v in sorted(config.items()) if k != "seed"]
+        self.client.log_batch(run.info.run_id, params=params)
+        return run.info.run_id
+
+    def seed_runs(self, parent_id: str) -> list:
+        return self.search(f"tags.`{PARENT_TAG}` = '{parent_id}' AND tags.`{ROLE}` = 'seed'")
+
+    def finished_seeds(self, parent_id: str) -> dict[int, object]:
+        """seed -> its FINISHED child run. Children left RUNNING by a killed process are marked FAILED."""
+        finished = {}
+        for run in self.seed_runs(parent_id):
+            if run.info.status == "FINISHED":
+                finished.setdefault(int(run.data.tags["seed"]), run)
+            elif run.info.status == "RUNNING":
+                self.client.set_terminated(run.info.run_id, status="FAILED")
+        return finished
+
+    def log_seed(self, parent_id: str, family: str, config: dict, history: list[dict], summary: dict,
+                 tags: dict[str, str]) -> str:
+        """One child run with every epoch's metrics (step=epoch) and the seed's summary; FINISHED last."""
+        from mlflow.entities import Metric, Param
+
+        seed = config["seed"]
+        run = self.client.create_run(self.experiment_id, run_name=f"{family}__seed{seed}", tags={
+            ROLE: "seed", PARENT_TAG: parent_id, "family": family, "config_hash": config_hash(config),
+            "seed": str(seed), **tags})
+        run_id = run.info.run_id
+        now = run.info.start_time
+        metrics = [Metric(name, float(value), now, int(row["epoch"]))
+                   for row in history for name, value in row.items() if name != "epoch"]
+        final_step = int(history[-1]["epoch"])
+        metrics += [Metric(name, float(value), now, final_step) for name, value in summary.items()
+                    if name not in history[-1]]
+        params = [Param(k, str(v)) for k, v in sorted(config.items())]
+        for start in range(0, len(metrics), 1000):  # MLflow's batch limit is 1000 metrics
+            self.client.log_batch(run_id, metrics=metrics[start:start + 1000],
+                                  params=params if start == 0 else [])
+        self.client.set_terminated(run_id, status="FINISHED")
+        return run_id
+
+    def histories(self, run_id: str, names: tuple[str, ...]) -> dict[str, list[tuple[int, float]]]:
+        return {name: sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, name))
+                for name in names}
+
+
+def check_reachable(uri: str) -> None:
+    """Fail fast, in one line, when an HTTP tracking server does not answer (MLflow itself retries for minutes)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    try:
+        response = requests.get(uri.rstrip("/") + "/health", timeout=5)
+    except requests.RequestException as exc:
+        raise StudyError(f"cannot reach the MLflow server --tracking-uri {uri}: {type(exc).__name__}") from None
+    if response.status_code != 200:
+        raise StudyError(f"--tracking-uri {uri} is not an MLflow server (GET /health answered "
+                         f"{response.status_code})")

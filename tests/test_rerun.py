@@ -1,0 +1,168 @@
+"""Multi-seed reruns into MLflow: layout, idempotency, completing only missing seeds, an HTTP server."""
+
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import run_module
+from study.rerun import rerun_seeds
+
+CONFIG = """\
+family: base_aux
+seed: 0
+epochs: 2
+batch_size: 50
+n_train: 100
+n_val: 60
+n_test: 40
+lr: 0.003
+c: 4
+f: 8
+h: 8
+dropout: 0.1
+aux_weight: 1.0
+batchnorm: true
+"""
+
+
+def test_rerun_seeds_never_equal_the_tuning_seed():
+    assert rerun_seeds(0, 3) == [1, 2, 3]
+    assert rerun_seeds(2, 3) == [1, 3, 4]
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+def rerun(config_file, uri, data_dir, *extra):
+    return run_module("study.rerun", "--family", "base_aux", "--config", str(config_file), "--seeds", "2",
+                      "--tracking-uri", uri, "--experiment", "test", "--data-dir", str(data_dir), "--device", "cpu",
+                      *extra)
+
+
+def runs_of(client, role):
+    experiment = client.get_experiment_by_name("test")
+    return client.search_runs([experiment.experiment_id], f"tags.`study.role` = '{role}'")
+
+
+@pytest.mark.slow
+def test_a_two_seed_rerun_logs_one_parent_and_two_children_and_is_idempotent(tmp_path, config_file,
+                                                                             fake_mnist_dir):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = rerun(config_file, uri, fake_mnist_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(uri)
+    [parent], children = runs_of(client, "parent"), runs_of(client, "seed")
+    assert parent.info.status == "FINISHED" and parent.data.tags["family"] == "base_aux"
+    assert parent.data.metrics["n_seeds"] == 2
+    for stat in ("mean", "std", "ci95_low", "ci95_high"):
+        assert f"test/acc_{stat}" in parent.data.metrics and f"val/acc_best_{stat}" in parent.data.metrics
+    assert parent.data.metrics["test/acc_ci95_low"] <= parent.data.metrics["test/acc_mean"]
+    assert parent.data.params["lr"] == "0.003" and "seed" not in parent.data.params
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"config.yaml", "learning_curves.png"} <= artifacts
+
+    assert sorted(int(c.data.tags["seed"]) for c in children) == [1, 2]  # never the tuning seed 0
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.tags["config_hash"] == parent.data.tags["config_hash"]
+        assert child.info.run_name == f"base_aux__seed{child.data.tags['seed']}"
+        assert child.data.params["seed"] == child.data.tags["seed"]
+        assert {"git_commit", "version.torch", "version.mlflow"} <= set(child.data.tags)
+        history = client.get_metric_history(child.info.run_id, "val/acc")
+        assert sorted(m.step for m in history) == [1, 2]
+        assert {"train/loss", "val/digit_acc", "test/acc", "test/acc_at_best_val"} <= set(child.data.metrics)
+    mean = sum(c.data.metrics["test/acc"] for c in children) / 2
+    assert parent.data.metrics["test/acc_mean"] == pytest.approx(mean)
+    assert "test/acc" in done.stdout.splitlines()[-3] and "n=2" in done.stdout.splitlines()[-3]
+
+    again = rerun(config_file, uri, fake_mnist_dir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "2 of 2 seeds already finished" in again.stdout
+    assert len(runs_of(client, "seed")) == 2 and len(runs_of(client, "parent")) == 1
+
+    # a seed whose run was cut off (left RUNNING by a kill) is redone, and only that seed
+    cut_off = next(c for c in children if c.data.tags["seed"] == "2")
+    client.update_run(cut_off.info.run_id, status="RUNNING")
+    third = rerun(config_file, uri, fake_mnist_dir)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "1 of 2 seeds already finished" in third.stdout and "seed   2" in third.stdout
+    assert "seed   1" not in third.stdout
+    seeds = runs_of(client, "seed")
+    assert sorted((c.data.tags["seed"], c.info.status) for c in seeds) == [
+        ("1", "FINISHED"), ("2", "FAILED"), ("2", "FINISHED")]
+
+    # another config is another parent
+    other = rerun(config_file, uri, fake_mnist_dir, "--epochs", "1")
+    assert other.returncode == 0, other.stderr[-3000:]
+    assert len(runs_of(client, "parent")) == 2
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        import requests
+
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                if requests.get(f"{uri}/health", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not start")
+        yield uri
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_a_rerun_logs_over_http_to_a_real_mlflow_server(config_file, fake_mnist_dir, mlflow_server):
+    done = rerun(config_file, mlflow_server, fake_mnist_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(mlflow_server)
+    assert len(runs_of(client, "parent")) == 1 and len(runs_of(client, "seed")) == 2
+    parent = runs_of(client, "parent")[0]
+    assert "learning_curves.png" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+
+@pytest.mark.parametrize("extra, culprit", [
+    (["--tracking-uri", "http://127.0.0.1:9"], "cannot reach the MLflow server --tracking-uri http://127.0.0.1:9"),
+    (["--seeds", "0"], "--seeds: expected an integer >= 1, got 0"),
+])
+def test_bad_rerun_input_is_one_line(tmp_path, config_file, fake_mnist_dir, extra, culprit):
+    args = ["--family", "base_aux", "--config", str(config_file), "--data-dir", str(fake_mnist_dir),
+            "--tracking-uri", f"sqlite:///{tmp_path / 'x.db'}", *extra]
+    done = run_module("study.rerun", *args)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].count("\n") == 0
+    assert culprit in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_config_file_for_another_family_is_refused(tmp_path, config_file, fake_mnist_dir):
+    done = run_module("study.rerun", "--family", "sep_aux", "--config", str(config_file),
+                      "--tracking-uri", f"sqlite:///{tmp_path / 'x.db'}", "--data-dir", str(fake_mnist_dir))
+    assert done.returncode == 2 and "is for family 'base_aux', not 'sep_aux'" in done.stderr
+    assert not (tmp_path / "x.db").exists()
