@@ -24,6 +24,7 @@ class TrainSettings:
     n_train: int = 1000  # train pairs, from MNIST training images
     n_val: int = 1000  # validation pairs, from MNIST training images no train pair uses
     n_test: int = 1000  # test pairs, from MNIST test images
+    augment: bool = False  # swap the two images (target recomputed) and small random affine moves, while training
 
 
 TRAIN_DEFAULTS: dict = asdict(TrainSettings())
@@ -57,6 +58,9 @@ VALUE_RULES: dict[str, tuple[str, callable]] = {
     "dropout": ("a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1),
     "aux_weight": ("a number >= 0", lambda v: _number(v) and v >= 0),
     "batchnorm": ("true or false", lambda v: isinstance(v, bool)),
+    "augment": ("true or false", lambda v: isinstance(v, bool)),
+    "conv_dropout": ("a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1),
+    "loss": ("one of bce, mse", lambda v: v in ("bce", "mse")),
 }
 
 

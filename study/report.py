@@ -7,7 +7,9 @@ Per family (its latest parent run, i.e. the config rerun last): test accuracy at
 Student-t 95% CI and n; also test accuracy at the best-validation epoch and max validation accuracy over epochs
 (the original report 002's statistic, which is optimistic: it picks the best epoch on the data it reports).
 Each family is compared with the best one by Welch's t-test, p-values Holm-corrected for the number of
-comparisons. Written as report.md, report.csv and boxplot.png to --out and logged to a `report` run.
+comparisons. Runs of a published-table preset (study.rerun --preset) are compared per preset and also shown
+beside the published number. Written as report.md, report.csv (published.csv), boxplot.png to --out and logged
+to a `report` run.
 """
 
 from __future__ import annotations
@@ -29,28 +31,63 @@ ALPHA = 0.05
 
 @dataclass
 class FamilyResult:
-    family: str
+    family: str  # the compared arm: the family, or the preset's name for a published-table preset
     parent_id: str
     config_hash: str
     test: list[float]  # test/acc at the final epoch, one per seed
     test_at_best_val: list[float]
-    max_val: list[float]
+    max_val: list[float]  # max val/acc over epochs
+    published: dict | None = None  # preset tags: statistic, published_mean, published_std
 
 
 def collect(tracker: Tracker) -> list[FamilyResult]:
-    """The latest parent run of each family with at least one finished seed."""
+    """The latest parent run of each family (or preset) with at least one finished seed."""
     results = {}
     for parent in tracker.search(f"tags.`{ROLE}` = 'parent'"):  # newest first
-        family = parent.data.tags["family"]
-        if family in results:
+        tags = parent.data.tags
+        arm = tags.get("preset") or tags["family"]
+        if arm in results:
             continue
         seeds = tracker.finished_seeds(parent.info.run_id).values()
         if not seeds:
             continue
         metric = lambda name: [run.data.metrics[name] for run in seeds if name in run.data.metrics]  # noqa: E731
-        results[family] = FamilyResult(family, parent.info.run_id, parent.data.tags.get("config_hash", ""),
-                                       metric("test/acc"), metric("test/acc_at_best_val"), metric("val/acc_best"))
+        published = {k: tags[k] for k in ("statistic", "published_mean", "published_std")} if "preset" in tags else None
+        results[arm] = FamilyResult(arm, parent.info.run_id, tags.get("config_hash", ""), metric("test/acc"),
+                                    metric("test/acc_at_best_val"), metric("val/acc_best"), published)
     return sorted(results.values(), key=lambda r: -describe(r.test)["mean"])
+
+
+def reproductions(results: list[FamilyResult]) -> list[dict]:
+    """Ours beside the published number, in the statistic the report used; "agrees" when our mean lies within
+    the published mean ± one published std (the spread the report gave for its runs)."""
+    rows = []
+    for result in results:
+        if result.published is None:
+            continue
+        statistic = result.published["statistic"]
+        ours = describe(result.test if statistic == "test/acc" else result.max_val)
+        mean, std = float(result.published["published_mean"]), float(result.published["published_std"])
+        rows.append({"preset": result.family, "statistic": statistic, "published_mean": mean, "published_std": std,
+                     "ours_mean": ours["mean"], "ours_std": ours["std"], "ours_ci95_low": ours["ci95_low"],
+                     "ours_ci95_high": ours["ci95_high"], "n": ours["n"], "difference": ours["mean"] - mean,
+                     "agrees": "yes" if abs(ours["mean"] - mean) <= std else "no"})
+    return sorted(rows, key=lambda row: row["preset"])
+
+
+def reproduction_markdown(rows: list[dict]) -> str:
+    lines = ["", "## Published numbers beside ours", "",
+             "Each preset in its report's own statistic (`test/acc`: test accuracy at the final epoch; "
+             "`val/acc_best`: max validation accuracy over epochs). Agrees: our mean within the published "
+             "mean ± one published std.", "",
+             "| preset | statistic | published mean ± std | ours mean ± std | ours 95% CI | n | Δ | agrees |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['preset']} | {r['statistic']} | {100 * r['published_mean']:.1f} ± "
+                     f"{100 * r['published_std']:.1f} | {100 * r['ours_mean']:.1f} ± {100 * r['ours_std']:.1f} | "
+                     f"[{100 * r['ours_ci95_low']:.1f}, {100 * r['ours_ci95_high']:.1f}] | {r['n']} | "
+                     f"{100 * r['difference']:+.1f} | {r['agrees']} |")
+    return "\n".join(lines) + "\n"
 
 
 def compare(results: list[FamilyResult]) -> list[dict]:
@@ -143,8 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     results = collect(tracker)
     if not results:
         raise StudyError(f"experiment {args.experiment!r} at {tracker.uri} has no finished reruns to compare")
-    rows = compare(results)
+    rows, published = compare(results), reproductions(results)
     text, table, figure = markdown(rows, args.experiment), to_csv(rows), boxplot(results)
+    if published:
+        text += reproduction_markdown(published)
 
     out = Path(args.out) if args.out else Path("reports") / args.experiment
     out.mkdir(parents=True, exist_ok=True)
@@ -152,13 +191,17 @@ def main(argv: list[str] | None = None) -> int:
 
     write_atomic(out / "report.md", text)
     write_atomic(out / "report.csv", table)
+    names = ["report.md", "report.csv", "boxplot.png"]
+    if published:
+        write_atomic(out / "published.csv", to_csv(published))
+        names.append("published.csv")
     figure.savefig(out / "boxplot.png", dpi=120)
     run = tracker.client.create_run(tracker.experiment_id, run_name="report", tags={ROLE: "report"})
-    for name in ("report.md", "report.csv", "boxplot.png"):
+    for name in names:
         tracker.client.log_artifact(run.info.run_id, str(out / name))
     tracker.client.set_terminated(run.info.run_id)
     print(text)
-    print(f"written to {out}/ (report.md, report.csv, boxplot.png) and logged to MLflow run {run.info.run_id}")
+    print(f"written to {out}/ ({', '.join(names)}) and logged to MLflow run {run.info.run_id}")
     return 0
 
 

@@ -20,6 +20,7 @@ from study.config import validate_config
 from study.errors import StudyError
 from study.families import FAMILIES
 from study.files import read_yaml
+from study.presets import Preset, load_presets
 from study.space import default_space_path, load_space
 from study.stats import describe, format_summary
 from study.tracking import DEFAULT_EXPERIMENT, Tracker, environment_tags
@@ -49,6 +50,11 @@ def train_seed(config: dict, mnist, threads: int, device: str | None) -> tuple[l
     data = make_pairs(mnist, config["seed"], config["n_train"], config["n_val"], config["n_test"])
     result = fit(config, data, evaluate_test=True, device=device)
     return result.history, result.summary()
+
+
+def preset_tags(preset: Preset) -> dict[str, str]:
+    return {"preset": preset.name, "statistic": preset.statistic, "published_mean": str(preset.published_mean),
+            "published_std": str(preset.published_std)}
 
 
 def load_config_file(path: str | Path, family: str) -> dict:
@@ -83,10 +89,11 @@ def choose_config(family: str, config_path: str | None, study_dir: str | None) -
 
 
 def run_reruns(config: dict, seeds: int, tracker: Tracker, data_dir: str | None, cpus_per_trial: float = 1.0,
-               gpus_per_trial: float = 0.0, device: str | None = None, address: str | None = None) -> dict:
+               gpus_per_trial: float = 0.0, device: str | None = None, address: str | None = None,
+               preset: Preset | None = None) -> dict:
     """Train the missing seeds of `config` on Ray, log each to MLflow as it lands; returns the test/acc summary."""
     family = config["family"]
-    parent_id = tracker.parent_run(family, config)
+    parent_id = tracker.parent_run(family, config, preset_tags(preset) if preset else None)
     wanted = rerun_seeds(config["seed"], seeds)
     done = tracker.finished_seeds(parent_id)
     missing = [seed for seed in wanted if seed not in done]
@@ -188,17 +195,22 @@ def learning_curves(family: str, curves: dict[str, dict[str, list[tuple[int, flo
 
 def add_rerun_flags(parser) -> None:
     """The flags study.rerun and study.tune share, with the same meaning."""
-    parser.add_argument("--seeds", type=cli.positive_int, default=10, help="seeds to rerun (default 10)")
+    parser.add_argument("--seeds", type=cli.positive_int,
+                        help="seeds to rerun (default 10; for a preset, the number of runs its report averaged)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, "
                                                "else sqlite under ./mlruns)")
-    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT,
-                        help=f"MLflow experiment (default {DEFAULT_EXPERIMENT})")
+    parser.add_argument("--experiment", help=f"MLflow experiment (default {DEFAULT_EXPERIMENT}; "
+                                              "for a preset, its table's name)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.make_parser("study.rerun", __doc__.splitlines()[0],
-                             "python -m study.rerun --family sep_aux --seeds 10 --data-dir ../shared/data")
-    parser.add_argument("--family", required=True, help=f"one of: {', '.join(sorted(FAMILIES))}")
+                             "python -m study.rerun --family sep_aux --seeds 10 --data-dir ../shared/data\n"
+                             "  python -m study.rerun --preset table1/aux_a10 --seeds 10   # one published row\n"
+                             "  python -m study.rerun --preset table1                      # every row of Table I")
+    parser.add_argument("--family", help=f"one of: {', '.join(sorted(FAMILIES))}")
+    parser.add_argument("--preset", help="a published table's row (table1/aux_a10) or a whole table (table1); "
+                                         "its family and the report's settings, no tuning")
     parser.add_argument("--config", help="config file: a best_config.yaml or a mapping of hyperparameters")
     parser.add_argument("--study-dir", help="where to find the tuned best config (default studies/<family>)")
     parser.add_argument("--epochs", type=cli.positive_int, help="override the config's epochs")
@@ -206,14 +218,25 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_cluster_flags(parser)
     cli.add_data_flags(parser)
     args = parser.parse_args(argv)
+    if bool(args.family) == bool(args.preset):
+        parser.error("give exactly one of --family or --preset")
+    if args.preset and args.config:
+        parser.error("--config and --preset exclude each other: a preset is a config")
 
-    config, source = choose_config(args.family, args.config, args.study_dir)
-    if args.epochs:
-        config = {**config, "epochs": args.epochs}
-    print(f"config from {source}: {config}", flush=True)
-    tracker = Tracker(args.tracking_uri, args.experiment)
-    run_reruns(config, args.seeds, tracker, args.data_dir, args.cpus_per_trial, args.gpus_per_trial, args.device,
-               args.address)
+    if args.preset:
+        jobs = [(preset.config, f"preset {preset.name}", preset) for preset in load_presets(args.preset)]
+        experiment = args.experiment or args.preset.partition("/")[0]
+        seeds = args.seeds or jobs[0][2].published_runs
+    else:
+        config, source = choose_config(args.family, args.config, args.study_dir)
+        jobs, experiment, seeds = [(config, source, None)], args.experiment or DEFAULT_EXPERIMENT, args.seeds or 10
+    tracker = Tracker(args.tracking_uri, experiment)
+    for config, source, preset in jobs:
+        if args.epochs:
+            config = {**config, "epochs": args.epochs}
+        print(f"config from {source}: {config}", flush=True)
+        run_reruns(config, seeds, tracker, args.data_dir, args.cpus_per_trial, args.gpus_per_trial, args.device,
+                   args.address, preset)
     return 0
 
 

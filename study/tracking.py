@@ -97,15 +97,20 @@ class Tracker:
                                        order_by=["attributes.start_time DESC"])
         return [run for run in runs if statuses is None or run.info.status in statuses]
 
-    def parent_run(self, family: str, config: dict) -> str:
-        """The parent run of (family, config), created on first use."""
+    def parent_run(self, family: str, config: dict, preset: dict[str, str] | None = None) -> str:
+        """The parent run of (family, config[, preset]), created on first use. `preset` holds the tags of a
+        published-table preset: preset (its name), statistic, published_mean, published_std."""
         digest = config_hash(config)
-        found = self.search(f"tags.`{ROLE}` = 'parent' AND tags.config_hash = '{digest}' "
-                            f"AND tags.family = '{family}'")
+        query = f"tags.`{ROLE}` = 'parent' AND tags.config_hash = '{digest}' AND tags.family = '{family}'"
+        if preset:
+            query += f" AND tags.preset = '{preset['preset']}'"
+        found = [run for run in self.search(query) if preset or "preset" not in run.data.tags]
         if found:
             return found[0].info.run_id
-        run = self.client.create_run(self.experiment_id, run_name=f"{family}__{digest}",
-                                     tags={ROLE: "parent", "family": family, "config_hash": digest})
+        name = preset["preset"].replace("/", "__") if preset else f"{family}__{digest}"
+        run = self.client.create_run(self.experiment_id, run_name=name,
+                                     tags={ROLE: "parent", "family": family, "config_hash": digest,
+                                           **(preset or {})})
         from mlflow.entities import Param
 
         params = [Param(k, str(v)) for k, v in sorted(config.items()) if k != "seed"]

@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from study.augment import augment_batch
 from study.config import validate_config
 from study.data import PairData, Split
 from study.families import PairModel, build_model
@@ -65,8 +66,8 @@ def evaluate(model: PairModel, split: Split, prefix: str) -> dict[str, float]:
         out = model(x)
         loss_sum += model.loss(out, target, digits).item() * len(target)
         correct += ((out.logit > 0) == target.bool()).sum().item()
-        if out.digit_logits is not None:
-            digit_correct += (out.digit_logits.argmax(-1) == digits).sum().item()
+        if model.has_aux:
+            digit_correct += (model.predict_digits(out) == digits).sum().item()
     metrics = {f"{prefix}/loss": loss_sum / len(split), f"{prefix}/acc": correct / len(split)}
     if model.has_aux:
         metrics[f"{prefix}/digit_acc"] = digit_correct / (2 * len(split))
@@ -103,9 +104,11 @@ def fit(config: dict, data: PairData, report: Callable[[dict], None] | None = No
         correct = torch.zeros((), device=device, dtype=torch.long)
         for start in range(0, n, batch_size):
             index = order[start:start + batch_size]
-            target = train.target[index]
-            out = model(train.x[index])  # x (B, 2, 14, 14) -> logit (B,)
-            loss = model.loss(out, target, train.digits[index])
+            x, target, digits = train.x[index], train.target[index], train.digits[index]  # (B, 2, 14, 14), ...
+            if config["augment"]:
+                x, target, digits = augment_batch(x, digits)
+            out = model(x)  # logit (B,)
+            loss = model.loss(out, target, digits)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -39,7 +39,7 @@ from study.files import read_yaml, write_yaml
 from study.ray_session import connect_ray
 from study.rerun import add_rerun_flags, load_config_file, run_reruns
 from study.space import SearchSpace, default_space_path, load_space
-from study.tracking import Tracker
+from study.tracking import DEFAULT_EXPERIMENT, Tracker
 
 METRIC, MODE = "val/acc_best", "max"
 EXPERIMENT = "search"
@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         raise StudyError(f"--grace-period {budget.grace_period} exceeds --max-epochs {budget.max_epochs}")
     space = SearchSpace(space.path, space.family, space.params, {**space.fixed, "epochs": budget.max_epochs,
                                                                    "seed": args.seed})
-    tracker = None if args.no_rerun else Tracker(args.tracking_uri, args.experiment)  # fail fast, before the search
+    # the tracking store is checked before the search, so a bad --tracking-uri fails fast, with nothing written
+    tracker = None if args.no_rerun else Tracker(args.tracking_uri, args.experiment or DEFAULT_EXPERIMENT)
     study_dir = study_dir_for(args)
     settings = study_settings(space, budget, args.seed)
     prepare_study_dir(study_dir, settings, args.fresh)
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         search(args, space, budget, study_dir)
     if tracker is not None:
         best = load_config_file(study_dir / "best_config.yaml", space.family)
-        run_reruns(best, args.seeds, tracker, args.data_dir, budget.cpus_per_trial, budget.gpus_per_trial,
+        run_reruns(best, args.seeds or 10, tracker, args.data_dir, budget.cpus_per_trial, budget.gpus_per_trial,
                    args.device, args.address)
     return 0
 

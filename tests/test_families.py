@@ -22,7 +22,8 @@ def test_output_shapes(family):
     out = model(torch.randn(BATCH, 2, 14, 14))
     assert out.logit.shape == (BATCH,)
     if model.has_aux:
-        assert out.digit_logits.shape == (BATCH, 2, 10)
+        assert model.predict_digits(out).shape == (BATCH, 2)
+        assert model.predict_digits(out).dtype == torch.long
     else:
         assert out.digit_logits is None
 
@@ -39,19 +40,32 @@ def test_every_parameter_receives_a_gradient(family):
         assert parameter.grad.abs().sum() > 0, f"{family}: {name} got an all-zero gradient"
 
 
-@pytest.mark.parametrize("family", sorted(name for name in FAMILIES if name.startswith("sep")))
-def test_shared_family_has_fewer_parameters_than_its_separate_twin(family):
-    twin = "base" + family[len("sep"):]
+SHARED_TWIN = {"sep": "base", "sep_aux": "base_aux", "duplicated": "shared"}  # separate -> shared weights
+
+
+@pytest.mark.parametrize("separate, shared", sorted(SHARED_TWIN.items()))
+def test_shared_family_has_fewer_parameters_than_its_separate_twin(separate, shared):
     count = lambda model: sum(p.numel() for p in model.parameters())  # noqa: E731
-    assert count(build(twin)) < count(build(family))
+    assert count(build(shared)) < count(build(separate))
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", ["base", "base_aux", "sep", "sep_aux"])
 def test_auxiliary_head_exists_only_on_aux_families(family):
     model = build(family)
     has_digit_head = any("digit_head" in name for name, _ in model.named_parameters())
     assert has_digit_head == family.endswith("aux") == model.has_aux
     assert ("aux_weight" in family_hyperparameters(family)) == family.endswith("aux")
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_the_loss_reads_digit_labels_exactly_when_the_family_has_an_auxiliary_head(family):
+    model = build(family)
+    model.eval()
+    out = model(torch.randn(BATCH, 2, 14, 14))
+    target = torch.ones(BATCH)
+    zeros, nines = torch.zeros(BATCH, 2, dtype=torch.long), torch.full((BATCH, 2), 9)
+    differs = not torch.equal(model.loss(out, target, zeros), model.loss(out, target, nines))
+    assert differs == model.has_aux
 
 
 def test_aux_weight_scales_the_digit_loss():
@@ -67,7 +81,7 @@ def test_aux_weight_scales_the_digit_loss():
 
 
 def test_unknown_family_lists_the_valid_names():
-    with pytest.raises(StudyError, match="unknown family 'resnet'.*base, base_aux, sep, sep_aux"):
+    with pytest.raises(StudyError, match="unknown family 'resnet'.*aux, aux_reg, base, base_aux, conv, dense"):
         get_builder("resnet")
 
 
@@ -78,7 +92,34 @@ def test_a_key_the_family_does_not_use_is_named():
 
 
 @pytest.mark.parametrize("key, value", [("dropout", 1.5), ("c", 0), ("lr", -0.1), ("epochs", 0),
-                                        ("batchnorm", "yes"), ("batch_size", 2.5)])
+                                        ("batchnorm", "yes"), ("batch_size", 2.5), ("augment", 1)])
 def test_bad_values_are_named(key, value):
     with pytest.raises(StudyError, match=f"{key} must be"):
         validate_config({**small_config("base"), key: value})
+
+
+def test_dense_loss_must_be_bce_or_mse():
+    with pytest.raises(StudyError, match="loss must be one of bce, mse, got 'l2'"):
+        validate_config({**small_config("dense"), "loss": "l2"})
+
+
+def test_dense_mse_and_bce_losses_differ_but_predict_alike():
+    bce, mse = build("dense", loss="bce"), build("dense", loss="mse")
+    x, target = torch.randn(BATCH, 2, 14, 14), torch.ones(BATCH)
+    out = bce(x)
+    assert torch.equal(out.logit, mse(x).logit)  # same seed, same weights: the loss is the only difference
+    digits = torch.zeros(BATCH, 2, dtype=torch.long)
+    torch.testing.assert_close(mse.loss(out, target, digits), ((torch.sigmoid(out.logit) - 1) ** 2).mean())
+    assert not torch.equal(bce.loss(out, target, digits), mse.loss(out, target, digits))
+
+
+def test_residual_blocks_add_their_input_and_resless_ones_do_not():
+    from study.families.report004 import ResidualBlock
+
+    torch.manual_seed(0)
+    block = ResidualBlock(4, skip=True).eval()
+    plain = ResidualBlock(4, skip=False).eval()
+    plain.load_state_dict(block.state_dict())
+    x = torch.randn(2, 4, 7, 7)
+    torch.testing.assert_close(block(x), torch.relu(block.body(x) + x))
+    torch.testing.assert_close(plain(x), torch.relu(block.body(x)))

@@ -1,8 +1,5 @@
-"""Architecture families and their registry: family name -> builder(**hyperparameters) -> PairModel.
-
-A builder's keyword arguments are the family's model hyperparameters (the config keys it takes), so adding a
-family is one decorated function here plus one search-space YAML; the training loop and the CLIs read the
-registry and need no edit.
+"""The original study's four families: a conv module g per image (shared or separate), with or without an
+auxiliary digit head.
 
     base      one conv module g on both images (shared weights)
     base_aux  shared g + auxiliary digit head, loss += aux_weight * CE(digits)
@@ -12,47 +9,21 @@ registry and need no edit.
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass
-from typing import Callable
-
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from study.errors import StudyError
-
-N_DIGITS = 10
-
-
-@dataclass
-class PairOutput:
-    logit: torch.Tensor  # (B,) comparison logit: > 0 predicts "first digit <= second"
-    digit_logits: torch.Tensor | None = None  # (B, 2, 10) digit classes of both images, aux families only
-
-
-class PairModel(nn.Module):
-    """A model of the pair task: forward((B, 2, 14, 14)) -> PairOutput, and its own training loss."""
-
-    aux_weight: float = 0.0
-    has_aux: bool = False  # True when forward returns digit logits (the auxiliary head exists)
-
-    def loss(self, out: PairOutput, target: torch.Tensor, digits: torch.Tensor) -> torch.Tensor:
-        """Binary cross-entropy on the comparison, plus aux_weight * cross-entropy on both digits."""
-        loss = F.binary_cross_entropy_with_logits(out.logit, target)
-        if out.digit_logits is not None:
-            loss = loss + self.aux_weight * F.cross_entropy(out.digit_logits.reshape(-1, N_DIGITS),
-                                                            digits.reshape(-1))
-        return loss
+from study.families.registry import N_DIGITS, PairModel, PairOutput, register_family
 
 
 class ConvBranch(nn.Module):
     """g: one 14x14 image -> f features (and, with h, 10 digit logits).
 
-    conv3x3(c) [BN] ReLU maxpool2 -> conv3x3(2c) [BN] ReLU maxpool2 -> dropout -> FC f, ReLU [-> FC h, ReLU, FC 10]
+    conv3x3(c) [BN] ReLU maxpool2 -> conv3x3(2c) [BN] ReLU maxpool2 -> dropout -> FC f, ReLU
+    [-> digit head: FC h, ReLU, FC 10 (or `digit_outputs`)]
     """
 
-    def __init__(self, c: int, f: int, dropout: float, batchnorm: bool, h: int | None = None):
+    def __init__(self, c: int, f: int, dropout: float, batchnorm: bool, h: int | None = None,
+                 digit_outputs: int = N_DIGITS):
         super().__init__()
 
         def conv_block(c_in: int, c_out: int) -> list[nn.Module]:
@@ -67,7 +38,7 @@ class ConvBranch(nn.Module):
             nn.Linear(2 * c * 3 * 3, f),
             nn.ReLU(),
         )
-        self.digit_head = (nn.Sequential(nn.Linear(f, h), nn.ReLU(), nn.Linear(h, N_DIGITS))
+        self.digit_head = (nn.Sequential(nn.Linear(f, h), nn.ReLU(), nn.Linear(h, digit_outputs))
                            if h is not None else None)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -106,33 +77,6 @@ class TwoBranchNet(PairModel):
         compared = digits.softmax(-1) if self.has_aux else features  # (B, 2, 10) or (B, 2, f)
         logit = self.comparator(compared.flatten(1)).squeeze(1)  # (B,)
         return PairOutput(logit, digits)
-
-
-# --- the registry ----------------------------------------------------------------------------------------------
-
-FAMILIES: dict[str, Callable[..., PairModel]] = {}
-
-
-def register_family(builder: Callable[..., PairModel]) -> Callable[..., PairModel]:
-    """Register `builder` under its function name; its keyword-only arguments are the family's hyperparameters."""
-    FAMILIES[builder.__name__] = builder
-    return builder
-
-
-def get_builder(family: str) -> Callable[..., PairModel]:
-    if family not in FAMILIES:
-        raise StudyError(f"unknown family {family!r}; valid families: {', '.join(sorted(FAMILIES))}")
-    return FAMILIES[family]
-
-
-def family_hyperparameters(family: str) -> tuple[str, ...]:
-    """The model hyperparameters `family` takes, read from its builder's signature."""
-    return tuple(inspect.signature(get_builder(family)).parameters)
-
-
-def build_model(family: str, config: dict) -> PairModel:
-    """Build `family` from the keys of `config` it takes (the rest are training settings)."""
-    return get_builder(family)(**{key: config[key] for key in family_hyperparameters(family)})
 
 
 @register_family
