@@ -1,8 +1,10 @@
-"""Joining a Ray cluster, or starting Ray on this machine: the one place both tune and rerun connect."""
+"""Joining a Ray cluster, or starting Ray on this machine, and the checks a multi-node cluster needs."""
 
 from __future__ import annotations
 
 import os
+import uuid
+from pathlib import Path
 
 from study.errors import StudyError
 
@@ -20,3 +22,60 @@ def connect_ray(address: str | None) -> None:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StudyError(f"cannot connect to the Ray cluster at --address {address}: {reason}") from None
+
+
+def alive_nodes() -> list[str]:
+    import ray
+
+    return [node["NodeID"] for node in ray.nodes() if node["Alive"]]
+
+
+def current_node() -> str:
+    """The Ray node this task or trial runs on (recorded with its results: where did it run?)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
+def _sees(path: str) -> bool:
+    return Path(path).exists()
+
+
+def check_reachable_from_every_node(directory: Path, flag: str) -> None:
+    """Ray needs results storage every node can reach: write a marker here and look for it from each node."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = alive_nodes()
+    if len(nodes) < 2:
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    marker = directory / f".reachable-{uuid.uuid4().hex}"
+    marker.write_text("written by the driver\n")
+    try:
+        look = ray.remote(num_cpus=0)(_sees)
+        answers = ray.get([look.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+                           .remote(str(marker.resolve())) for node in nodes])
+    finally:
+        marker.unlink(missing_ok=True)
+    blind = [node for node, seen in zip(nodes, answers) if not seen]
+    if blind:
+        raise StudyError(f"{flag} {directory} is not reachable from Ray node {blind[0][:12]} ({len(blind)} of "
+                         f"{len(nodes)} nodes): on a multi-node cluster Ray needs a path every node can reach, a "
+                         f"shared file system mounted at the same path or object storage such as s3://bucket/dir")
+
+
+def check_tracking_for_cluster(uri: str) -> None:
+    """On a multi-node cluster a relative SQLite path depends on where the driver happens to start: refuse it."""
+    if len(alive_nodes()) < 2 or not uri.startswith("sqlite:///") or uri.startswith("sqlite:////"):
+        return
+    raise StudyError(f"--tracking-uri {uri} is a relative SQLite path on a multi-node Ray cluster: start an "
+                     f"`mlflow server --backend-store-uri <database> --artifacts-destination <shared dir>` and pass "
+                     f"--tracking-uri http://<server>:5000 (or give an absolute sqlite:////path)")
+
+
+def join_cluster_before_writing(address: str | None, tracking_uri: str) -> None:
+    """With an address, join the cluster first and check the tracking URI, so a refusal leaves nothing written."""
+    if address or os.environ.get("RAY_ADDRESS"):
+        connect_ray(address)
+        check_tracking_for_cluster(tracking_uri)

@@ -21,9 +21,10 @@ from study.errors import StudyError
 from study.families import FAMILIES
 from study.files import read_yaml
 from study.presets import Preset, load_presets
+from study.ray_session import current_node, join_cluster_before_writing
 from study.space import default_space_path, load_space
 from study.stats import describe, format_summary
-from study.tracking import DEFAULT_EXPERIMENT, Tracker, environment_tags
+from study.tracking import DEFAULT_EXPERIMENT, Tracker, environment_tags, resolve_tracking_uri
 
 CURVES = ("train/loss", "val/loss", "train/acc", "val/acc", "test/acc")
 SEED_SUMMARY = ("test/acc", "test/acc_at_best_val", "val/acc_best")
@@ -39,8 +40,9 @@ def rerun_seeds(tuning_seed: int, count: int) -> list[int]:
     return seeds
 
 
-def train_seed(config: dict, mnist, threads: int, device: str | None) -> tuple[list[dict], dict]:
-    """One seed, run as a Ray task: draw its pairs, fit with test evaluation, return history and summary."""
+def train_seed(config: dict, mnist, threads: int, device: str | None) -> tuple[list[dict], dict, str]:
+    """One seed, run as a Ray task: draw its pairs, fit with test evaluation; returns history, summary and the
+    Ray node it ran on."""
     import torch
 
     from study.data import make_pairs
@@ -49,7 +51,7 @@ def train_seed(config: dict, mnist, threads: int, device: str | None) -> tuple[l
     torch.set_num_threads(threads)
     data = make_pairs(mnist, config["seed"], config["n_train"], config["n_val"], config["n_test"])
     result = fit(config, data, evaluate_test=True, device=device)
-    return result.history, result.summary()
+    return result.history, result.summary(), current_node()
 
 
 def preset_tags(preset: Preset) -> dict[str, str]:
@@ -118,8 +120,9 @@ def run_reruns(config: dict, seeds: int, tracker: Tracker, data_dir: str | None,
             while pending:
                 [ready], _ = ray.wait(list(pending), num_returns=1)
                 seed = pending.pop(ready)
-                history, summary = ray.get(ready)
-                tracker.log_seed(parent_id, family, {**config, "seed": seed}, history, summary, tags)
+                history, summary, node = ray.get(ready)
+                tracker.log_seed(parent_id, family, {**config, "seed": seed}, history, summary,
+                                 {**tags, "ray_node": node})
                 print(f"  seed {seed:3d}: test/acc {summary['test/acc']:.4f}  "
                       f"[{len(missing) - len(pending)}/{len(missing)} new, {time.perf_counter() - start:.0f} s]",
                       flush=True)
@@ -230,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         config, source = choose_config(args.family, args.config, args.study_dir)
         jobs, experiment, seeds = [(config, source, None)], args.experiment or DEFAULT_EXPERIMENT, args.seeds or 10
+    join_cluster_before_writing(args.address, resolve_tracking_uri(args.tracking_uri))
     tracker = Tracker(args.tracking_uri, experiment)
     for config, source, preset in jobs:
         if args.epochs:

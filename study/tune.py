@@ -36,10 +36,11 @@ from study.config import validate_config
 from study.errors import StudyError
 from study.families import FAMILIES
 from study.files import read_yaml, write_yaml
-from study.ray_session import connect_ray
+from study.ray_session import (check_reachable_from_every_node, connect_ray, current_node,
+                               join_cluster_before_writing)
 from study.rerun import add_rerun_flags, load_config_file, run_reruns
 from study.space import SearchSpace, default_space_path, load_space
-from study.tracking import DEFAULT_EXPERIMENT, Tracker
+from study.tracking import DEFAULT_EXPERIMENT, Tracker, resolve_tracking_uri
 
 METRIC, MODE = "val/acc_best", "max"
 EXPERIMENT = "search"
@@ -66,7 +67,7 @@ def study_dir_for(args) -> Path:
     return Path(args.study_dir) if args.study_dir else Path("studies") / args.family
 
 
-def study_settings(space: SearchSpace, budget: Budget, seed: int) -> dict:
+def study_settings(space: SearchSpace, budget: Budget, seed: int, storage: str | None) -> dict:
     """What defines a study's results: a resume with other settings would mix two studies."""
     params = {name: {k: v for k, v in vars(p).items() if k != "name" and v is not None}
               for name, p in space.params.items()}
@@ -75,7 +76,7 @@ def study_settings(space: SearchSpace, budget: Budget, seed: int) -> dict:
             spec["choices"] = list(spec["choices"])
     return {"family": space.family, "seed": seed, "params": params, "fixed": space.fixed,
             "num_samples": budget.num_samples, "max_epochs": budget.max_epochs,
-            "grace_period": budget.grace_period}
+            "grace_period": budget.grace_period, "storage": storage}
 
 
 # --- what runs inside a Ray trial ----------------------------------------------------------------------------
@@ -89,11 +90,12 @@ def run_trial(config: dict, data, threads: int, device: str | None) -> None:
 
     torch.set_num_threads(threads)
     best = -math.inf
+    node = current_node()[:12]  # which cluster node ran the trial, kept in its results
 
     def report(metrics: dict) -> None:
         nonlocal best
         best = max(best, metrics["val/acc"])
-        tune.report({**metrics, METRIC: best})
+        tune.report({**metrics, METRIC: best, "node": node})
 
     fit(config, data, report=report, device=device)
 
@@ -105,7 +107,17 @@ def trial_name(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def make_tuner(space: SearchSpace, budget: Budget, seed: int, trainable, study_dir: Path):
+def storage_root(storage: str | None, study_dir: Path) -> str:
+    """Where Ray keeps this study's results: <study dir>/ray, or <--storage>/<study dir's name> (a path every
+    node of a cluster can reach, or a URI such as s3://bucket/studies)."""
+    if storage is None:
+        return str((study_dir / "ray").resolve())
+    if "://" in storage:
+        return f"{storage.rstrip('/')}/{study_dir.resolve().name}"
+    return str((Path(storage) / study_dir.resolve().name).resolve())
+
+
+def make_tuner(space: SearchSpace, budget: Budget, seed: int, trainable, study_dir: Path, storage: str):
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -114,10 +126,10 @@ def make_tuner(space: SearchSpace, budget: Budget, seed: int, trainable, study_d
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    storage = JournalStorage(JournalFileBackend(str(study_dir / "optuna.journal")))
+    journal = JournalStorage(JournalFileBackend(str(study_dir / "optuna.journal")))
     searcher = OptunaSearch(space=space.define_by_run(), metric=METRIC, mode=MODE,
                             sampler=optuna.samplers.TPESampler(seed=seed),
-                            study_name=space.family, storage=storage)
+                            study_name=space.family, storage=journal)
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=budget.max_epochs,
                               grace_period=budget.grace_period, reduction_factor=3)
     return tune.Tuner(
@@ -126,17 +138,17 @@ def make_tuner(space: SearchSpace, budget: Budget, seed: int, trainable, study_d
                                     search_alg=ConcurrencyLimiter(searcher, max_concurrent=budget.max_concurrent),
                                     scheduler=scheduler, time_budget_s=budget.time_budget,
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_name),
-        run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str((study_dir / "ray").resolve()),
+        run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage,
                                   failure_config=tune.FailureConfig(max_failures=budget.max_failures),
                                   verbose=1),
     )
 
 
-def summarise(experiment: Path, budget: Budget) -> dict:
+def summarise(experiment: str, budget: Budget) -> dict:
     """Counts and ranked trials, read from the experiment state Ray saved (what a resume would see)."""
     from ray.tune import ExperimentAnalysis
 
-    trials = ExperimentAnalysis(str(experiment.resolve())).trials
+    trials = ExperimentAnalysis(experiment).trials
     ranked = []
     for trial in trials:
         if trial.status == "TERMINATED" and METRIC in trial.last_result:
@@ -184,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=cli.non_negative_int, default=0,
                         help="seeds the sampler and draws the pairs all trials share (default 0)")
     parser.add_argument("--study-dir", help="where the study lives (default studies/<family>)")
+    parser.add_argument("--storage", help="Ray's results location (default <study dir>/ray); on a multi-node "
+                                          "cluster a path every node reaches, or s3://bucket/dir")
     parser.add_argument("--fresh", action="store_true", help="delete the study in --study-dir and start over")
     parser.add_argument("--max-failures", type=cli.non_negative_int, default=1,
                         help="retries of a trial that raises, before it counts as errored (default 1)")
@@ -203,12 +217,16 @@ def main(argv: list[str] | None = None) -> int:
         raise StudyError(f"--grace-period {budget.grace_period} exceeds --max-epochs {budget.max_epochs}")
     space = SearchSpace(space.path, space.family, space.params, {**space.fixed, "epochs": budget.max_epochs,
                                                                    "seed": args.seed})
+    join_cluster_before_writing(args.address, resolve_tracking_uri(args.tracking_uri))
     # the tracking store is checked before the search, so a bad --tracking-uri fails fast, with nothing written
     tracker = None if args.no_rerun else Tracker(args.tracking_uri, args.experiment or DEFAULT_EXPERIMENT)
     study_dir = study_dir_for(args)
-    settings = study_settings(space, budget, args.seed)
+    settings = study_settings(space, budget, args.seed, args.storage)
     prepare_study_dir(study_dir, settings, args.fresh)
-    if (study_dir / "best_config.yaml").exists():
+    finished = (study_dir / "best_config.yaml").exists()
+    if not finished or tracker is not None:
+        connect_ray(args.address)
+    if finished:
         show_finished(study_dir)
     else:
         search(args, space, budget, study_dir)
@@ -232,20 +250,23 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path) -> None:
           f"{budget.cpus_per_trial:g} CPU + {budget.gpus_per_trial:g} GPU each"
           + (f", time budget {budget.time_budget:g} s" if budget.time_budget else ""), flush=True)
 
-    connect_ray(args.address)
     from ray import tune
 
+    storage = storage_root(args.storage, study_dir)
+    if "://" not in storage:
+        check_reachable_from_every_node(Path(storage), "--storage" if args.storage else
+                                        "the study dir's ray/ (give --storage)")
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, data=data, threads=max(1, int(budget.cpus_per_trial)), device=args.device),
         {"cpu": budget.cpus_per_trial, "gpu": budget.gpus_per_trial})
-    experiment = study_dir / "ray" / EXPERIMENT
+    experiment = f"{storage}/{EXPERIMENT}"
     start = time.perf_counter()
-    if tune.Tuner.can_restore(str(experiment.resolve())):
+    if tune.Tuner.can_restore(experiment):
         print(f"resuming the interrupted study from {experiment}", flush=True)
-        tuner = tune.Tuner.restore(str(experiment.resolve()), trainable=trainable, resume_unfinished=True,
+        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
     else:
-        tuner = make_tuner(space, budget, args.seed, trainable, study_dir)
+        tuner = make_tuner(space, budget, args.seed, trainable, study_dir, storage)
     tuner.fit()
     elapsed = time.perf_counter() - start
 

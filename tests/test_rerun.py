@@ -1,10 +1,5 @@
 """Multi-seed reruns into MLflow: layout, idempotency, completing only missing seeds, an HTTP server."""
 
-import socket
-import subprocess
-import sys
-import time
-
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -104,39 +99,6 @@ def test_a_two_seed_rerun_logs_one_parent_and_two_children_and_is_idempotent(tmp
     other = rerun(config_file, uri, fake_mnist_dir, "--epochs", "1")
     assert other.returncode == 0, other.stderr[-3000:]
     assert len(runs_of(client, "parent")) == 2
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        import requests
-
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                if requests.get(f"{uri}/health", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not start")
-        yield uri
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.mark.slow
