@@ -9,9 +9,10 @@ from typing import Callable
 
 import yaml
 
-from study.errors import StudyError
+from study.errors import Interrupted, StudyError
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -87,6 +88,9 @@ def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None =
     except StudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Interrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

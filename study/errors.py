@@ -3,3 +3,7 @@
 
 class StudyError(Exception):
     """A bad name, file, value or address. The message names the culprit."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C stopped a command; the message says how to resume. The CLIs exit with status 130."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from pathlib import Path
 
@@ -17,11 +18,28 @@ def connect_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        check_listening(address)
     try:
-        ray.init(address=address or None, include_dashboard=False, logging_level="WARNING")
+        # "local" starts a fresh instance: without it ray.init() joins whatever Ray already runs on this machine
+        ray.init(address=address or "local", include_dashboard=False, logging_level="WARNING")
     except (ConnectionError, RuntimeError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StudyError(f"cannot connect to the Ray cluster at --address {address}: {reason}") from None
+
+
+def check_listening(address: str) -> None:
+    """Fail in seconds, not after Ray's minute of retries, when nothing listens at a host:port address."""
+    if "://" in address or address in ("auto", "local"):
+        return  # ray:// client addresses and autodetection: left to Ray
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise StudyError(f"--address {address} is not of the form host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise StudyError(f"cannot connect to the Ray cluster at --address {address}: "
+                         f"{exc.strerror or type(exc).__name__}") from None
 
 
 def alive_nodes() -> list[str]:

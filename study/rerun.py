@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from study import cli
 from study.config import validate_config
-from study.errors import StudyError
+from study.errors import Interrupted, StudyError
 from study.families import FAMILIES
 from study.files import read_yaml
 from study.presets import Preset, load_presets
@@ -25,6 +26,7 @@ from study.ray_session import current_node, join_cluster_before_writing
 from study.space import default_space_path, load_space
 from study.stats import describe, format_summary
 from study.tracking import DEFAULT_EXPERIMENT, Tracker, environment_tags, resolve_tracking_uri
+from study.train import NonFiniteLoss
 
 CURVES = ("train/loss", "val/loss", "train/acc", "val/acc", "test/acc")
 SEED_SUMMARY = ("test/acc", "test/acc_at_best_val", "val/acc_best")
@@ -59,6 +61,33 @@ def preset_tags(preset: Preset) -> dict[str, str]:
             "published_std": str(preset.published_std)}
 
 
+def train_seeds_batched(config: dict, seeds: list[int], mnist, threads: int,
+                        device: str | None) -> list[tuple[int, list[dict], dict, str]]:
+    """All `seeds` in one Ray task as one batched model (study.batched); one (seed, history, summary, node) each."""
+    import torch
+
+    from study.batched import fit_batched
+    from study.data import make_pairs
+
+    torch.set_num_threads(threads)
+    datas = [make_pairs(mnist, seed, config["n_train"], config["n_val"], config["n_test"]) for seed in seeds]
+    results = fit_batched(config, seeds, datas, evaluate_test=True, device=device)
+    node = current_node()
+    return [(seed, result.history, result.summary(), node) for seed, result in zip(seeds, results)]
+
+
+def use_batched(mode: str, config: dict, gpus_per_trial: float, device: str | None) -> bool:
+    """`auto` batches on CUDA only: measured on CPU, one batched run of K seeds was no faster than K runs."""
+    from study.batched import applies
+
+    reason = applies(config)
+    if mode == "off" or (mode == "auto" and reason):
+        return False
+    if reason:
+        raise StudyError(f"--batched on: {reason}; use --batched off")
+    return mode == "on" or (gpus_per_trial > 0 and (device is None or device.startswith("cuda")))
+
+
 def load_config_file(path: str | Path, family: str) -> dict:
     """A best_config.yaml written by study.tune, or a plain config mapping."""
     path = Path(path)
@@ -90,10 +119,28 @@ def choose_config(family: str, config_path: str | None, study_dir: str | None) -
     return validate_config(space.defaults()), f"{space.path} (defaults, untuned)"
 
 
-def run_reruns(config: dict, seeds: int, tracker: Tracker, data_dir: str | None, cpus_per_trial: float = 1.0,
-               gpus_per_trial: float = 0.0, device: str | None = None, address: str | None = None,
+@dataclass(frozen=True)
+class Compute:
+    """Where and how trials and seeds run: the flags tune and rerun share."""
+
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    device: str | None = None
+    address: str | None = None
+    batched: str = "auto"
+
+    @classmethod
+    def from_args(cls, args) -> "Compute":
+        return cls(args.cpus_per_trial, args.gpus_per_trial, args.device, args.address, args.batched)
+
+
+def run_reruns(config: dict, seeds: int, tracker: Tracker, mnist, compute: Compute = Compute(),
                preset: Preset | None = None) -> dict:
-    """Train the missing seeds of `config` on Ray, log each to MLflow as it lands; returns the test/acc summary."""
+    """Train the missing seeds of `config` on Ray, log each to MLflow as it lands; returns the test/acc summary.
+
+    A seed whose loss turns NaN is logged as a FAILED run tagged `diverged` (and tried again by the next call);
+    Ctrl-C marks the parent KILLED and keeps every seed already logged.
+    """
     family = config["family"]
     parent_id = tracker.parent_run(family, config, preset_tags(preset) if preset else None)
     wanted = rerun_seeds(config["seed"], seeds)
@@ -101,38 +148,61 @@ def run_reruns(config: dict, seeds: int, tracker: Tracker, data_dir: str | None,
     missing = [seed for seed in wanted if seed not in done]
     print(f"reruns of {family} (parent run {parent_id} in experiment {tracker.experiment!r} at {tracker.uri}): "
           f"{len(wanted) - len(missing)} of {len(wanted)} seeds already finished", flush=True)
-
     if missing:
-        import ray
-
-        from study.data import load_mnist
-        from study.ray_session import connect_ray
-
-        mnist = load_mnist(data_dir)
-        connect_ray(address)
-        mnist_ref = ray.put(mnist)  # into the object store once, shared by every seed
-        task = ray.remote(train_seed).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial)
-        threads = max(1, int(cpus_per_trial))
-        pending = {task.remote({**config, "seed": seed}, mnist_ref, threads, device): seed for seed in missing}
-        tags = environment_tags()
-        start = time.perf_counter()
         try:
-            while pending:
-                [ready], _ = ray.wait(list(pending), num_returns=1)
-                seed = pending.pop(ready)
-                history, summary, node = ray.get(ready)
-                tracker.log_seed(parent_id, family, {**config, "seed": seed}, history, summary,
-                                 {**tags, "ray_node": node})
-                print(f"  seed {seed:3d}: test/acc {summary['test/acc']:.4f}  "
-                      f"[{len(missing) - len(pending)}/{len(missing)} new, {time.perf_counter() - start:.0f} s]",
-                      flush=True)
+            train_missing(config, missing, tracker, parent_id, mnist, compute)
         except KeyboardInterrupt:
-            for ref in pending:
-                ray.cancel(ref, force=True)
-            raise StudyError("reruns interrupted; finished seeds are saved in MLflow: run the same command again "
-                             "to complete the missing ones") from None
-
+            tracker.client.set_terminated(parent_id, status="KILLED")
+            raise Interrupted("reruns stopped; the seeds logged so far are kept in MLflow: run the same command "
+                              "again to train only the missing ones") from None
     return finalise_parent(tracker, parent_id, config)
+
+
+def train_missing(config: dict, missing: list[int], tracker: Tracker, parent_id: str, mnist,
+                  compute: Compute) -> None:
+    import ray
+
+    from study.ray_session import connect_ray
+
+    connect_ray(compute.address)
+    mnist_ref = ray.put(mnist)  # into the object store once, shared by every seed
+    threads = max(1, int(compute.cpus_per_trial))
+    resources = {"num_cpus": compute.cpus_per_trial, "num_gpus": compute.gpus_per_trial}
+    if use_batched(compute.batched, config, compute.gpus_per_trial, compute.device):
+        print(f"  training the {len(missing)} seeds as one batched model", flush=True)
+        task = ray.remote(train_seeds_batched).options(**resources)
+        pending = {task.remote(config, missing, mnist_ref, threads, compute.device): None}
+    else:
+        task = ray.remote(train_seed).options(**resources)
+        pending = {task.remote({**config, "seed": seed}, mnist_ref, threads, compute.device): seed
+                   for seed in missing}
+    tags = environment_tags()
+    start, logged = time.perf_counter(), 0
+    try:
+        while pending:
+            [ready], _ = ray.wait(list(pending), num_returns=1)
+            seed = pending.pop(ready)
+            try:
+                answers = ray.get(ready) if seed is None else [(seed, *ray.get(ready))]
+            except ray.exceptions.RayTaskError as exc:
+                if not isinstance(exc.cause, NonFiniteLoss):
+                    raise
+                if seed is None:
+                    raise StudyError(f"batched training diverged ({exc.cause}); run with --batched off to "
+                                     f"train and record the seeds one by one") from None
+                tracker.log_failed_seed(parent_id, config["family"], {**config, "seed": seed}, str(exc.cause),
+                                        tags)
+                print(f"  seed {seed:3d}: diverged ({exc.cause}); logged as FAILED", flush=True)
+                continue
+            for seed, history, summary, node in answers:
+                tracker.log_seed(parent_id, config["family"], {**config, "seed": seed}, history, summary,
+                                 {**tags, "ray_node": node})
+                logged += 1
+                print(f"  seed {seed:3d}: test/acc {summary['test/acc']:.4f}  "
+                      f"[{logged}/{len(missing)} new, {time.perf_counter() - start:.0f} s]", flush=True)
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
 
 
 def finalise_parent(tracker: Tracker, parent_id: str, config: dict) -> dict:
@@ -200,6 +270,8 @@ def add_rerun_flags(parser) -> None:
     """The flags study.rerun and study.tune share, with the same meaning."""
     parser.add_argument("--seeds", type=cli.positive_int,
                         help="seeds to rerun (default 10; for a preset, the number of runs its report averaged)")
+    parser.add_argument("--batched", choices=("auto", "on", "off"), default="auto",
+                        help="train all seeds as one vmapped model (default auto: on when the seeds get a GPU)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, "
                                                "else sqlite under ./mlruns)")
     parser.add_argument("--experiment", help=f"MLflow experiment (default {DEFAULT_EXPERIMENT}; "
@@ -233,14 +305,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         config, source = choose_config(args.family, args.config, args.study_dir)
         jobs, experiment, seeds = [(config, source, None)], args.experiment or DEFAULT_EXPERIMENT, args.seeds or 10
+    from study.data import load_mnist
+
+    mnist = load_mnist(args.data_dir)  # a bad data dir fails here, before anything is written
     join_cluster_before_writing(args.address, resolve_tracking_uri(args.tracking_uri))
     tracker = Tracker(args.tracking_uri, experiment)
     for config, source, preset in jobs:
         if args.epochs:
             config = {**config, "epochs": args.epochs}
         print(f"config from {source}: {config}", flush=True)
-        run_reruns(config, seeds, tracker, args.data_dir, args.cpus_per_trial, args.gpus_per_trial, args.device,
-                   args.address, preset)
+        run_reruns(config, seeds, tracker, mnist, Compute.from_args(args), preset)
     return 0
 
 

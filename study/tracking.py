@@ -73,8 +73,8 @@ class Tracker:
             if not create and not database.exists():
                 raise StudyError(f"no tracking database at --tracking-uri {self.uri}")
             database.parent.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(tracking_uri=self.uri)
         try:
+            self.client = MlflowClient(tracking_uri=self.uri)
             found = self.client.get_experiment_by_name(experiment)
             if found is None and not create:
                 raise StudyError(f"no experiment {experiment!r} at --tracking-uri {self.uri}")
@@ -152,6 +152,17 @@ class Tracker:
                                   params=params if start == 0 else [])
         self.client.set_terminated(run_id, status="FINISHED")
         return run_id
+
+    def log_failed_seed(self, parent_id: str, family: str, config: dict, reason: str, tags: dict[str, str]) -> None:
+        """A seed that could not finish (its loss diverged): a FAILED child, which the next rerun retries."""
+        from mlflow.entities import Param
+
+        seed = config["seed"]
+        run = self.client.create_run(self.experiment_id, run_name=f"{family}__seed{seed}", tags={
+            ROLE: "seed", PARENT_TAG: parent_id, "family": family, "config_hash": config_hash(config),
+            "seed": str(seed), "diverged": reason[:500], **tags})
+        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in sorted(config.items())])
+        self.client.set_terminated(run.info.run_id, status="FAILED")
 
     def histories(self, run_id: str, names: tuple[str, ...]) -> dict[str, list[tuple[int, float]]]:
         return {name: sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, name))

@@ -23,6 +23,8 @@ belong together.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import shutil
@@ -33,22 +35,18 @@ from pathlib import Path
 
 from study import cli
 from study.config import validate_config
-from study.errors import StudyError
+from study.errors import Interrupted, StudyError
 from study.families import FAMILIES
 from study.files import read_yaml, write_yaml
 from study.ray_session import (check_reachable_from_every_node, connect_ray, current_node,
                                join_cluster_before_writing)
-from study.rerun import add_rerun_flags, load_config_file, run_reruns
+from study.rerun import Compute, add_rerun_flags, load_config_file, run_reruns
 from study.space import SearchSpace, default_space_path, load_space
 from study.tracking import DEFAULT_EXPERIMENT, Tracker, resolve_tracking_uri
 
 METRIC, MODE = "val/acc_best", "max"
 EXPERIMENT = "search"
 TOP_SHOWN = 5
-
-
-class SearchInterrupted(Exception):
-    """Ctrl-C (or SIGUSR1) stopped the search; Ray saved its state for a resume."""
 
 
 @dataclass(frozen=True)
@@ -82,12 +80,18 @@ def study_settings(space: SearchSpace, budget: Budget, seed: int, storage: str |
 # --- what runs inside a Ray trial ----------------------------------------------------------------------------
 
 def run_trial(config: dict, data, threads: int, device: str | None) -> None:
-    """A Ray Tune function trainable: fit() with one `ray.tune.report` per epoch, plus the running best."""
+    """A Ray Tune function trainable: fit() with one `ray.tune.report` per epoch, plus the running best.
+
+    A trial whose loss turns NaN or infinite ends at once with one last report, `diverged: 1` and the worst value
+    (val/acc_best = 0) for ASHA and Optuna; it is counted as failed and never chosen as best. Any other exception
+    fails the trial, which Ray retries up to --max-failures times before it counts as errored.
+    """
     import torch
     from ray import tune
 
-    from study.train import fit
+    from study.train import NonFiniteLoss, fit
 
+    inject_fault(config)
     torch.set_num_threads(threads)
     best = -math.inf
     node = current_node()[:12]  # which cluster node ran the trial, kept in its results
@@ -95,9 +99,28 @@ def run_trial(config: dict, data, threads: int, device: str | None) -> None:
     def report(metrics: dict) -> None:
         nonlocal best
         best = max(best, metrics["val/acc"])
-        tune.report({**metrics, METRIC: best, "node": node})
+        tune.report({**metrics, METRIC: best, "node": node, "diverged": 0})
 
-    fit(config, data, report=report, device=device)
+    try:
+        fit(config, data, report=report, device=device)
+    except NonFiniteLoss:
+        tune.report({METRIC: 0.0, "node": node, "diverged": 1})
+
+
+FAULT_RATE_VARIABLE = "STUDY_INJECT_FAULTS"
+
+
+def inject_fault(config: dict) -> None:
+    """Test-only hook: with STUDY_INJECT_FAULTS=r set, a fraction r of configs (chosen by a hash of the config,
+    so a retry fails again) raise, as a trial that runs out of memory would."""
+    rate = float(os.environ.get(FAULT_RATE_VARIABLE, "0") or 0)
+    if rate > 0 and faulty(config, rate):
+        raise RuntimeError(f"fault injected by {FAULT_RATE_VARIABLE}={rate}")
+
+
+def faulty(config: dict, rate: float) -> bool:
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2 ** 32 < rate
 
 
 # --- the driver ----------------------------------------------------------------------------------------------
@@ -144,6 +167,29 @@ def make_tuner(space: SearchSpace, budget: Budget, seed: int, trainable, study_d
     )
 
 
+def optuna_study(study_dir: Path, family: str):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = JournalStorage(JournalFileBackend(str(study_dir / "optuna.journal")))
+    return optuna.load_study(study_name=family, storage=journal)
+
+
+def close_orphaned_optuna_trials(study_dir: Path, family: str) -> int:
+    """Once the search has finished, an Optuna trial still RUNNING belongs to no Ray trial: the sampler asked for it
+    just before a kill, after Ray's last saved state. Mark it FAIL, so Optuna's record agrees with Ray's."""
+    from optuna.trial import TrialState
+
+    if not (study_dir / "optuna.journal").exists():
+        return 0
+    study = optuna_study(study_dir, family)
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in running:
+        study.tell(trial.number, state=TrialState.FAIL)
+    return len(running)
+
+
 def summarise(experiment: str, budget: Budget) -> dict:
     """Counts and ranked trials, read from the experiment state Ray saved (what a resume would see)."""
     from ray.tune import ExperimentAnalysis
@@ -151,13 +197,14 @@ def summarise(experiment: str, budget: Budget) -> dict:
     trials = ExperimentAnalysis(experiment).trials
     ranked = []
     for trial in trials:
-        if trial.status == "TERMINATED" and METRIC in trial.last_result:
+        if trial.status == "TERMINATED" and METRIC in trial.last_result and not trial.last_result.get("diverged"):
             epochs = trial.last_result["training_iteration"]
             ranked.append({"trial_id": trial.trial_id, "config": trial.config, "epochs": epochs,
                            METRIC: trial.last_result[METRIC], "full_budget": epochs >= budget.max_epochs})
     ranked.sort(key=lambda t: (t["full_budget"], t[METRIC]), reverse=True)
     full = sum(t["full_budget"] for t in ranked)
     return {"trials": len(trials), "completed": full, "stopped_early": len(ranked) - full,
+            "diverged": sum(t.status == "TERMINATED" and bool(t.last_result.get("diverged")) for t in trials),
             "errored": sum(t.status == "ERROR" for t in trials),
             "unfinished": sum(t.status not in ("TERMINATED", "ERROR") for t in trials), "ranked": ranked}
 
@@ -170,7 +217,8 @@ def print_top(summary: dict, space: SearchSpace) -> None:
                for n in names)] for t in summary["ranked"][:TOP_SHOWN]]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     print(f"top {len(rows)} of {summary['trials']} trials ({summary['completed']} trained the full budget, "
-          f"{summary['stopped_early']} stopped early by ASHA, {summary['errored']} errored):")
+          f"{summary['stopped_early']} stopped early by ASHA, {summary['diverged']} diverged (NaN loss), "
+          f"{summary['errored']} errored):")
     for row in [header, *rows]:
         print("  " + "  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
 
@@ -217,32 +265,30 @@ def main(argv: list[str] | None = None) -> int:
         raise StudyError(f"--grace-period {budget.grace_period} exceeds --max-epochs {budget.max_epochs}")
     space = SearchSpace(space.path, space.family, space.params, {**space.fixed, "epochs": budget.max_epochs,
                                                                    "seed": args.seed})
+    # Every check a user's input can fail comes before the first write: data, cluster, study dir, tracking store.
+    from study.data import load_mnist
+
+    mnist = load_mnist(args.data_dir)
     join_cluster_before_writing(args.address, resolve_tracking_uri(args.tracking_uri))
-    # the tracking store is checked before the search, so a bad --tracking-uri fails fast, with nothing written
-    tracker = None if args.no_rerun else Tracker(args.tracking_uri, args.experiment or DEFAULT_EXPERIMENT)
     study_dir = study_dir_for(args)
-    settings = study_settings(space, budget, args.seed, args.storage)
-    prepare_study_dir(study_dir, settings, args.fresh)
-    finished = (study_dir / "best_config.yaml").exists()
-    if not finished or tracker is not None:
-        connect_ray(args.address)
-    if finished:
+    check_writable(study_dir)
+    tracker = None if args.no_rerun else Tracker(args.tracking_uri, args.experiment or DEFAULT_EXPERIMENT)
+    prepare_study_dir(study_dir, study_settings(space, budget, args.seed, args.storage), args.fresh)
+    if (study_dir / "best_config.yaml").exists():
         show_finished(study_dir)
     else:
-        search(args, space, budget, study_dir)
+        search(args, space, budget, study_dir, mnist)
     if tracker is not None:
         best = load_config_file(study_dir / "best_config.yaml", space.family)
-        run_reruns(best, args.seeds or 10, tracker, args.data_dir, budget.cpus_per_trial, budget.gpus_per_trial,
-                   args.device, args.address)
+        run_reruns(best, args.seeds or 10, tracker, mnist, Compute.from_args(args))
     return 0
 
 
-def search(args, space: SearchSpace, budget: Budget, study_dir: Path) -> None:
-    """Run (or resume) the search and write best_config.yaml; an interruption raises SearchInterrupted."""
+def search(args, space: SearchSpace, budget: Budget, study_dir: Path, mnist) -> None:
+    """Run (or resume) the search and write best_config.yaml; an interruption raises Interrupted."""
+    from study.data import make_pairs
 
-    from study.data import load_mnist, make_pairs
-
-    mnist = load_mnist(args.data_dir)
+    connect_ray(args.address)
     defaults = validate_config(space.defaults())
     data = make_pairs(mnist, args.seed, defaults["n_train"], defaults["n_val"], defaults["n_test"]).without_test()
     print(f"study {study_dir}: family {space.family}, {budget.num_samples} trials of at most {budget.max_epochs} "
@@ -273,15 +319,18 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path) -> None:
     summary = summarise(experiment, budget)
     out_of_time = budget.time_budget is not None and elapsed >= budget.time_budget
     if summary["unfinished"] or (summary["trials"] < budget.num_samples and not out_of_time):
-        raise SearchInterrupted(f"search interrupted with {summary['trials'] - summary['unfinished']} of "
+        raise Interrupted(f"search stopped with {summary['trials'] - summary['unfinished']} of "
                                 f"{budget.num_samples} trials finished; run the same command again to resume")
+    orphans = close_orphaned_optuna_trials(study_dir, space.family)
+    if orphans:
+        print(f"{orphans} Optuna trial(s) asked for just before an interruption never ran; marked FAIL")
     if not summary["ranked"]:
         raise StudyError(f"no trial of {study_dir} finished without error; see {experiment}")
     best = summary["ranked"][0]
     write_yaml(study_dir / "best_config.yaml", {
         "family": space.family, METRIC: best[METRIC], "trial_id": best["trial_id"], "epochs_trained": best["epochs"],
         "config": validate_config(best["config"]), "space": str(space.path),
-        "counts": {k: summary[k] for k in ("trials", "completed", "stopped_early", "errored")},
+        "counts": {k: summary[k] for k in ("trials", "completed", "stopped_early", "diverged", "errored")},
         "wall_time_s": round(elapsed, 1)})
 
     print(f"search finished in {elapsed:.0f} s")
@@ -290,6 +339,15 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path) -> None:
         print(f"warning: {warning}")
     print(f"best config: {study_dir / 'best_config.yaml'}; Optuna study: {study_dir / 'optuna.journal'} "
           f"(optuna-dashboard {study_dir / 'optuna.journal'}); Ray results: {experiment}")
+
+
+def check_writable(study_dir: Path) -> None:
+    """The study dir, or the nearest folder above it that exists, must be a writable folder (writes nothing)."""
+    existing = study_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise StudyError(f"cannot write the study dir {study_dir}: {existing} is not a writable folder")
 
 
 def prepare_study_dir(study_dir: Path, settings: dict, fresh: bool) -> None:
@@ -315,13 +373,5 @@ def prepare_study_dir(study_dir: Path, settings: dict, fresh: bool) -> None:
         write_yaml(marker, settings)
 
 
-def interruptible_main(argv: list[str] | None = None) -> int:
-    try:
-        return main(argv)
-    except SearchInterrupted as exc:
-        print(exc, file=sys.stderr)
-        return 130
-
-
 if __name__ == "__main__":
-    sys.exit(cli.run(interruptible_main))
+    sys.exit(cli.run(main))

@@ -28,7 +28,9 @@ class ConvBranch(nn.Module):
 
         def conv_block(c_in: int, c_out: int) -> list[nn.Module]:
             norm = [nn.BatchNorm2d(c_out)] if batchnorm else []
-            return [nn.Conv2d(c_in, c_out, kernel_size=3, padding=1), *norm, nn.ReLU(), nn.MaxPool2d(2)]
+            # no conv bias before batch norm: BN cancels it, and Adam would drift it on rounding noise
+            return [nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=not batchnorm), *norm, nn.ReLU(),
+                    nn.MaxPool2d(2)]
 
         self.features = nn.Sequential(
             *conv_block(1, c),  # (B, c, 7, 7)

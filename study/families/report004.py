@@ -45,7 +45,9 @@ def two_conv_layers(in_channels: int, batchnorm: bool) -> list[nn.Module]:
     """conv16 k3 [BN] maxpool2, twice: 14x14 -> 12 -> 6 -> 4 -> 2, so 16 * 2 * 2 = 64 features."""
     layers: list[nn.Module] = []
     for c_in in (in_channels, 16):
-        layers += [nn.Conv2d(c_in, 16, kernel_size=3), *([nn.BatchNorm2d(16)] if batchnorm else []), nn.MaxPool2d(2)]
+        # no conv bias before batch norm: BN cancels it, and Adam would drift it on rounding noise
+        layers += [nn.Conv2d(c_in, 16, kernel_size=3, bias=not batchnorm), *([nn.BatchNorm2d(16)] if batchnorm else []),
+                   nn.MaxPool2d(2)]
     return layers
 
 
@@ -73,8 +75,9 @@ class ResidualBlock(nn.Module):
     def __init__(self, channels: int, skip: bool):
         super().__init__()
         self.skip = skip
-        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(),
-                                  nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels))
+        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
+                                  nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.body(x)

@@ -1,0 +1,79 @@
+"""Benchmark: K seeds of one config trained sequentially, in parallel (Ray tasks), and batched (one vmapped model).
+
+    python benchmarks/rerun_seeds.py --family sep_aux --data-dir ../shared/data --seeds 15 --epochs 3
+    python benchmarks/rerun_seeds.py --device cuda --gpus-per-task 0.25 ...     # on a GPU machine
+
+Prints each way's wall time and its speed-up over sequential, all measured in this one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from study.batched import fit_batched
+from study.data import load_mnist, make_pairs
+from study.space import resolve_config
+from study.train import fit, resolve_device
+
+
+def sequential(config, seeds, datas, device):
+    for seed, data in zip(seeds, datas):
+        fit({**config, "seed": seed}, data, evaluate_test=True, device=device)
+
+
+def parallel(config, seeds, mnist, device, cpus, gpus):
+    import ray
+
+    from study.rerun import train_seed
+
+    task = ray.remote(train_seed).options(num_cpus=cpus, num_gpus=gpus)
+    ref = ray.put(mnist)
+    ray.get([task.remote({**config, "seed": seed}, ref, max(1, int(cpus)), device) for seed in seeds])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--family", default="sep_aux")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--seeds", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--device")
+    parser.add_argument("--cpus-per-task", type=float, default=1.0)
+    parser.add_argument("--gpus-per-task", type=float, default=0.0)
+    args = parser.parse_args()
+
+    import ray
+
+    device = str(resolve_device(args.device))
+    config = resolve_config(args.family, {"epochs": args.epochs})
+    mnist = load_mnist(args.data_dir)
+    seeds = list(range(1, args.seeds + 1))
+    datas = [make_pairs(mnist, seed, config["n_train"], config["n_val"], config["n_test"]) for seed in seeds]
+    ray.init(include_dashboard=False, logging_level="WARNING")
+    fit({**config, "epochs": 1}, datas[0], device=device)  # warm-up: kernels, allocator
+    parallel({**config, "epochs": 1}, seeds[:1], mnist, device, args.cpus_per_task, args.gpus_per_task)
+
+    timings = {}
+    for name, run in (("sequential", lambda: sequential(config, seeds, datas, device)),
+                      ("parallel (Ray tasks)", lambda: parallel(config, seeds, mnist, device, args.cpus_per_task,
+                                                                args.gpus_per_task)),
+                      ("batched (vmap)", lambda: fit_batched(config, seeds, datas, evaluate_test=True,
+                                                             device=device))):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        run()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        timings[name] = time.perf_counter() - start
+    print(f"{args.family}, K={args.seeds} seeds x {args.epochs} epochs, device {device}, "
+          f"{torch.get_num_threads()} threads in this process")
+    for name, seconds in timings.items():
+        print(f"  {name:22s} {seconds:7.1f} s   speed-up over sequential {timings['sequential'] / seconds:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()

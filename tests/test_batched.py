@@ -1,0 +1,69 @@
+"""Batched multi-seed training (vmap over stacked models) gives what separate fits give, seed by seed."""
+
+import pytest
+
+from conftest import run_module, small_config
+from study.batched import applies, fit_batched
+from study.data import make_pairs
+from study.errors import StudyError
+from study.rerun import use_batched
+from study.train import fit
+
+SEEDS = [1, 2]
+
+
+def without_dropout(family: str, **overrides) -> dict:
+    config = small_config(family, epochs=3, **overrides)
+    return {**config, **{key: 0.0 for key in ("dropout", "conv_dropout") if key in config}}
+
+
+@pytest.mark.parametrize("family, overrides", [("base", {}), ("sep_aux", {}), ("conv", {"batchnorm": True}),
+                                               ("aux", {}), ("aux_reg", {}), ("dense", {"loss": "mse"})])
+def test_batched_seeds_match_separate_fits(family, overrides, fake_mnist):
+    config = without_dropout(family, **overrides)
+    datas = [make_pairs(fake_mnist, seed, 100, 60, 40) for seed in SEEDS]
+    separate = [fit({**config, "seed": seed}, data, evaluate_test=True, device="cpu")
+                for seed, data in zip(SEEDS, datas)]
+    batched = fit_batched(config, SEEDS, datas, evaluate_test=True, device="cpu")
+    for alone, together in zip(separate, batched):
+        assert together.config["seed"] == alone.config["seed"]
+        assert len(together.history) == len(alone.history) == 3
+        for a, b in zip(alone.history, together.history):
+            assert set(a) == set(b)
+            for name in a:
+                if name.endswith("loss"):
+                    assert b[name] == pytest.approx(a[name], rel=1e-4), name
+                else:  # an accuracy: float rounding may flip one example whose logit is ~0
+                    assert abs(b[name] - a[name]) <= 1 / 60 + 1e-9, name
+    assert batched[0].history != batched[1].history  # the seeds really differ
+
+
+def test_batched_does_not_apply_to_augmentation_and_auto_batches_on_gpus_only():
+    assert applies({"augment": True}) and applies({"augment": False}) is None
+    config = {"augment": False}
+    assert not use_batched("auto", config, gpus_per_trial=0, device=None)
+    assert use_batched("auto", config, gpus_per_trial=0.25, device=None)
+    assert not use_batched("auto", config, gpus_per_trial=0.25, device="cpu")
+    assert use_batched("on", config, gpus_per_trial=0, device=None)
+    assert not use_batched("auto", {"augment": True}, gpus_per_trial=1, device=None)
+    with pytest.raises(StudyError, match="--batched on: augmentation"):
+        use_batched("on", {"augment": True}, gpus_per_trial=1, device=None)
+
+
+@pytest.mark.slow
+def test_a_batched_rerun_logs_every_seed(tmp_path, fake_mnist_dir):
+    config = tmp_path / "config.yaml"
+    config.write_text("family: base\nepochs: 2\nc: 4\nf: 8\ndropout: 0.1\nbatchnorm: true\n"
+                      "n_train: 100\nn_val: 60\nn_test: 40\n")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = run_module("study.rerun", "--family", "base", "--config", str(config), "--seeds", "3", "--batched", "on",
+                      "--tracking-uri", uri, "--data-dir", str(fake_mnist_dir), "--device", "cpu")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "training the 3 seeds as one batched model" in done.stdout
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("digit-pairs").experiment_id
+    children = client.search_runs([experiment], "tags.`study.role` = 'seed'")
+    assert sorted(c.data.tags["seed"] for c in children) == ["1", "2", "3"]
+    assert all(c.info.status == "FINISHED" and "test/acc" in c.data.metrics for c in children)

@@ -1,0 +1,175 @@
+"""Reliability: user mistakes end in one line and exit 2 with nothing written; kills and faults are survived."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from conftest import REPO, make_fake_mnist, run_module
+from test_tune import TINY_SPACE, optuna_trials, trial_dirs
+from study.tune import faulty
+
+CONFIG = "family: base\nepochs: 1\nc: 4\nf: 8\ndropout: 0.1\nbatchnorm: true\nn_train: 100\nn_val: 60\nn_test: 40\n"
+
+
+def files_under(folder: Path) -> set[str]:
+    return {str(path.relative_to(folder)) for path in folder.rglob("*")}
+
+
+MISTAKES = [  # (name, module, args, what the one line must say); {data}, {space}, {config}, {work} are filled in
+    ("unknown family", "study.tune", ["--family", "resnet"], "unknown family 'resnet'"),
+    ("flag value of the wrong type", "study.fit", ["--family", "base", "--epochs", "ten"], "got 'ten'"),
+    ("missing YAML", "study.tune", ["--family", "base", "--space", "{work}/none.yaml"], "none.yaml does not exist"),
+    ("malformed YAML", "study.tune", ["--family", "base", "--space", "{work}/bad.yaml"], "malformed YAML"),
+    ("unknown key in YAML", "study.tune", ["--family", "base", "--space", "{work}/unknown_key.yaml"],
+     "does not take key 'depth'"),
+    ("inverted bounds", "study.tune", ["--family", "base", "--space", "{work}/inverted.yaml"], "inverted bounds"),
+    ("negative epochs", "study.fit", ["--family", "base", "--epochs", "-3"], "--epochs: expected an integer >= 1"),
+    ("zero samples", "study.tune", ["--family", "base", "--num-samples", "0"], "--num-samples: expected"),
+    ("zero seeds", "study.rerun", ["--family", "base", "--seeds", "0"], "--seeds: expected an integer >= 1"),
+    ("zero max epochs", "study.tune", ["--family", "base", "--max-epochs", "0"], "--max-epochs: expected"),
+    ("missing data dir", "study.fit", ["--family", "base", "--data-dir", "{work}/no-data"], "does not exist"),
+    ("truncated MNIST", "study.rerun", ["--family", "base", "--config", "{config}", "--data-dir", "{work}/corrupt"],
+     "cannot load MNIST"),
+    ("config of another family", "study.rerun", ["--family", "sep_aux", "--config", "{config}"],
+     "is for family 'base', not 'sep_aux'"),
+    ("unreachable address", "study.tune", ["--family", "base", "--space", "{space}", "--address", "127.0.0.1:1"],
+     "cannot connect to the Ray cluster at --address 127.0.0.1:1"),
+    ("unreachable tracking server", "study.rerun",
+     ["--family", "base", "--config", "{config}", "--tracking-uri", "http://127.0.0.1:9"],
+     "cannot reach the MLflow server"),
+    ("wrong tracking URI", "study.rerun", ["--family", "base", "--config", "{config}", "--tracking-uri", "bogus://x"],
+     "cannot use the tracking store --tracking-uri bogus://x"),
+    ("unwritable study dir", "study.tune", ["--family", "base", "--space", "{space}", "--study-dir",
+                                            "{config}/study"], "cannot write the study dir"),
+    ("unknown preset", "study.rerun", ["--preset", "table1/nope"], "unknown preset 'table1/nope'"),
+    ("missing experiment", "study.report", ["--experiment", "nope"], "no tracking database"),
+]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, fake_mnist_dir):
+    work = tmp_path_factory.mktemp("work")
+    (work / "space.yaml").write_text(TINY_SPACE)
+    (work / "bad.yaml").write_text("family: base\nparams: {lr: [1,\n")
+    (work / "unknown_key.yaml").write_text(TINY_SPACE + "  depth: 3\n")
+    (work / "inverted.yaml").write_text(TINY_SPACE.replace("low: 4, high: 8", "low: 8, high: 4"))
+    (work / "config.yaml").write_text(CONFIG)
+    corrupt = make_fake_mnist(work / "corrupt", n_train=20, n_test=10)
+    images = corrupt / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:500])
+    return work
+
+
+@pytest.mark.parametrize("name, module, args, message", MISTAKES, ids=[m[0] for m in MISTAKES])
+def test_a_user_mistake_is_one_line_exit_2_and_nothing_written(name, module, args, message, work, fake_mnist_dir):
+    fill = {"work": str(work), "space": str(work / "space.yaml"), "config": str(work / "config.yaml")}
+    args = [arg.format(**fill) for arg in args]
+    before = files_under(work)
+    env = {"STUDY_DATA_DIR": str(fake_mnist_dir), "MLFLOW_TRACKING_URI": ""}
+    done = run_module(module, *args, env=env, cwd=work, timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert len(lines) == 1 and message in lines[0], done.stderr[-2000:]
+    assert files_under(work) == before  # no mlruns/, no studies/, no half-written file
+
+
+def test_the_table_holds_at_least_fifteen_mistakes():
+    assert len(MISTAKES) >= 15
+
+
+def start_in_own_group(module: str, *args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL the command and every process it started (Ray's too): a crash or a power cut, no cleanup."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+
+
+def wait_for(condition, seconds: float = 240) -> None:
+    deadline = time.time() + seconds
+    while not condition():
+        if time.time() > deadline:
+            pytest.fail("timed out")
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_soak_a_hundred_trials_with_faults_a_kill_and_a_resume_account_exactly(tmp_path, fake_mnist_dir):
+    """100 one-epoch trials, about 10% made to fail (STUDY_INJECT_FAULTS), SIGKILL mid-way, then resume and reruns:
+    Ray holds exactly 100 trials, the failures are exactly the faulty configs, Optuna agrees with Ray, and MLflow
+    holds each rerun seed exactly once."""
+    space = tmp_path / "space.yaml"
+    space.write_text(TINY_SPACE.replace("epochs: 2", "epochs: 1"))
+    study, uri = tmp_path / "study", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["--family", "base", "--space", str(space), "--study-dir", str(study), "--data-dir", str(fake_mnist_dir),
+            "--device", "cpu", "--num-samples", "100", "--max-concurrent", "2", "--max-failures", "1",
+            "--seeds", "3", "--tracking-uri", uri]
+    faults = {"STUDY_INJECT_FAULTS": "0.1"}
+    first = start_in_own_group("study.tune", *args, env=faults)
+    wait_for(lambda: len(trial_dirs(study)) >= 30, seconds=600)
+    kill_group(first)
+    assert not (study / "best_config.yaml").exists()
+
+    resumed = run_module("study.tune", *args, env=faults, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    best = yaml.safe_load((study / "best_config.yaml").read_text())
+    counts = best["counts"]
+    assert counts["trials"] == 100 and len(trial_dirs(study)) == 100
+    configs = {d.name[len("trial_"):]: json.loads((d / "params.json").read_text()) for d in trial_dirs(study)}
+    faulty_trials = {trial for trial, config in configs.items() if faulty(config, 0.1)}
+    assert counts["errored"] == len(faulty_trials) and 3 <= len(faulty_trials) <= 25
+    assert counts["completed"] + counts["stopped_early"] + counts["diverged"] + counts["errored"] == 100
+    assert best["trial_id"] not in faulty_trials
+    states = [t.state for t in optuna_trials(study)]
+    assert states.count(TrialState.COMPLETE) == 100 - counts["errored"]
+    assert TrialState.RUNNING not in states
+    assert states.count(TrialState.FAIL) >= counts["errored"]  # plus trials asked just before the kill
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("digit-pairs").experiment_id
+    seeds = client.search_runs([experiment], "tags.`study.role` = 'seed'")
+    assert sorted(run.data.tags["seed"] for run in seeds) == ["1", "2", "3"]
+    assert all(run.info.status == "FINISHED" for run in seeds)
+
+
+@pytest.mark.slow
+def test_reruns_killed_mid_way_end_with_each_seed_finished_exactly_once(tmp_path, fake_mnist_dir):
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG.replace("epochs: 1", "epochs: 3"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["--family", "base", "--config", str(config), "--seeds", "6", "--tracking-uri", uri,
+            "--data-dir", str(fake_mnist_dir), "--device", "cpu"]
+    first = start_in_own_group("study.rerun", *args)
+
+    def seeds_logged() -> int:
+        try:
+            client = MlflowClient(uri)
+            experiment = client.get_experiment_by_name("digit-pairs")
+            return len(client.search_runs([experiment.experiment_id], "tags.`study.role` = 'seed'")) if experiment else 0
+        except Exception:
+            return 0
+
+    wait_for(lambda: seeds_logged() >= 2)
+    kill_group(first)
+    again = run_module("study.rerun", *args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("digit-pairs").experiment_id
+    runs = client.search_runs([experiment], "tags.`study.role` = 'seed'")
+    finished = sorted(int(r.data.tags["seed"]) for r in runs if r.info.status == "FINISHED")
+    assert finished == [1, 2, 3, 4, 5, 6]
+    assert all(r.info.status in ("FINISHED", "FAILED") for r in runs)  # a run cut off mid-write is FAILED
+    [parent] = client.search_runs([experiment], "tags.`study.role` = 'parent'")
+    assert parent.info.status == "FINISHED" and parent.data.metrics["n_seeds"] == 6
