@@ -23,6 +23,7 @@ from pathlib import Path
 
 from study import cli
 from study.errors import StudyError
+from study.rerun import close_figure
 from study.stats import describe, holm
 from study.tracking import DEFAULT_EXPERIMENT, ROLE, Tracker
 
@@ -196,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         write_atomic(out / "published.csv", to_csv(published))
         names.append("published.csv")
     figure.savefig(out / "boxplot.png", dpi=120)
+    close_figure(figure)
     run = tracker.client.create_run(tracker.experiment_id, run_name="report", tags={ROLE: "report"})
     for name in names:
         tracker.client.log_artifact(run.info.run_id, str(out / name))

@@ -216,12 +216,15 @@ def finalise_parent(tracker: Tracker, parent_id: str, config: dict) -> dict:
     for name in SEED_SUMMARY:
         values = [run.data.metrics[name] for run in children.values() if name in run.data.metrics]
         summaries[name] = describe(values)
-        for stat, value in summaries[name].items():
-            metrics.append(Metric(f"{name}_{stat}" if stat != "n" else "n_seeds", float(value), now, 0))
+        metrics += [Metric(f"{name}_{stat}", float(value), now, 0)
+                    for stat, value in summaries[name].items() if stat != "n"]
+    metrics.append(Metric("n_seeds", float(len(children)), now, 0))
     tracker.client.log_batch(parent_id, metrics=metrics)
     tracker.client.log_text(parent_id, yaml_dump(config), "config.yaml")
     curves = {run.data.tags["seed"]: tracker.histories(run.info.run_id, CURVES) for run in children.values()}
-    tracker.client.log_figure(parent_id, learning_curves(config["family"], curves), "learning_curves.png")
+    figure = learning_curves(config["family"], curves)
+    tracker.client.log_figure(parent_id, figure, "learning_curves.png")
+    close_figure(figure)
     tracker.client.set_terminated(parent_id, status="FINISHED")
     test = summaries["test/acc"]
     print(format_summary(f"{config['family']} test/acc (final epoch)", test))
@@ -229,6 +232,12 @@ def finalise_parent(tracker: Tracker, parent_id: str, config: dict) -> dict:
     print(format_summary(f"{config['family']} max val/acc over epochs (report 002's statistic)",
                          summaries["val/acc_best"]))
     return test
+
+
+def close_figure(figure) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
 
 
 def yaml_dump(config: dict) -> str:
