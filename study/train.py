@@ -15,6 +15,7 @@ import torch
 from study.augment import augment_batch
 from study.config import validate_config
 from study.data import PairData, Split
+from study.errors import StudyError
 from study.families import PairModel, build_model
 
 EVAL_CHUNK = 250  # pairs per forward pass when evaluating: larger chunks overflow CPU caches and run slower
@@ -28,7 +29,13 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """CUDA when available, unless `device` says otherwise."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise StudyError(f"--device {device} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise StudyError(f"--device {device}: CUDA is not available on this machine")
+    return resolved
 
 
 @dataclass

@@ -33,6 +33,7 @@ def test_data_dir_from_environment(fake_mnist_dir):
     (["--family", "base", "--epochs", "ten"], "--epochs: expected an integer >= 1, got 'ten'"),
     (["--family", "base", "--space", "no/such.yaml"], "no/such.yaml does not exist"),
     (["--family", "base", "--data-dir", "no/such/dir"], "data dir no/such/dir does not exist"),
+    (["--family", "base", "--device", "gpu"], "--device gpu is not a torch device"),
 ])
 def test_user_errors_give_one_line_and_exit_2(args, culprit, fake_mnist_dir):
     env = {} if "--data-dir" in args else {"STUDY_DATA_DIR": str(fake_mnist_dir)}
