@@ -73,6 +73,13 @@ def test_a_tiny_study_writes_best_config_and_optuna_storage_then_says_it_is_fini
     assert again.returncode == 0 and "is finished" in again.stdout
     assert len(trial_dirs(study)) == 3 and len(optuna_trials(study)) == 3
 
+    # killed after the last trial but before best_config.yaml was written: the rerun derives the same best
+    (study / "best_config.yaml").unlink()
+    third = run_module("study.tune", *tune_args(space, study, fake_mnist_dir, "--num-samples", "3"))
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert yaml.safe_load((study / "best_config.yaml").read_text())["trial_id"] == best["trial_id"]
+    assert len(trial_dirs(study)) == 3 and len(optuna_trials(study)) == 3
+
 
 @pytest.mark.slow
 def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path, space, fake_mnist_dir):
