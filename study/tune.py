@@ -190,6 +190,20 @@ def close_orphaned_optuna_trials(study_dir: Path, family: str) -> int:
     return len(running)
 
 
+def set_aside_orphaned_trial_dirs(experiment: str, known: set[str]) -> int:
+    """A kill can land after Ray created a trial's folder but before it saved its own state: that trial is not
+    part of the study (the restored study runs its own). Move such folders aside, so the experiment folder holds
+    exactly the study's trials."""
+    if "://" in experiment:
+        return 0
+    folder = Path(experiment)
+    strays = [d for d in folder.glob("trial_*") if d.is_dir() and d.name[len("trial_"):] not in known]
+    for stray in strays:
+        (folder / "orphaned").mkdir(exist_ok=True)
+        shutil.move(str(stray), str(folder / "orphaned" / stray.name))
+    return len(strays)
+
+
 def summarise(experiment: str, budget: Budget) -> dict:
     """Counts and ranked trials, read from the experiment state Ray saved (what a resume would see)."""
     from ray.tune import ExperimentAnalysis
@@ -203,7 +217,8 @@ def summarise(experiment: str, budget: Budget) -> dict:
                            METRIC: trial.last_result[METRIC], "full_budget": epochs >= budget.max_epochs})
     ranked.sort(key=lambda t: (t["full_budget"], t[METRIC]), reverse=True)
     full = sum(t["full_budget"] for t in ranked)
-    return {"trials": len(trials), "completed": full, "stopped_early": len(ranked) - full,
+    return {"trial_ids": {t.trial_id for t in trials},
+            "trials": len(trials), "completed": full, "stopped_early": len(ranked) - full,
             "diverged": sum(t.status == "TERMINATED" and bool(t.last_result.get("diverged")) for t in trials),
             "errored": sum(t.status == "ERROR" for t in trials),
             "unfinished": sum(t.status not in ("TERMINATED", "ERROR") for t in trials), "ranked": ranked}
@@ -324,6 +339,10 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, mnist) -> 
     orphans = close_orphaned_optuna_trials(study_dir, space.family)
     if orphans:
         print(f"{orphans} Optuna trial(s) asked for just before an interruption never ran; marked FAIL")
+    set_aside = set_aside_orphaned_trial_dirs(experiment, summary["trial_ids"])
+    if set_aside:
+        print(f"{set_aside} trial folder(s) started just before an interruption, after Ray's last saved state, "
+              f"moved to {experiment}/orphaned/")
     if not summary["ranked"]:
         raise StudyError(f"no trial of {study_dir} finished without error; see {experiment}")
     best = summary["ranked"][0]

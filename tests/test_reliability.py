@@ -126,7 +126,8 @@ def test_soak_a_hundred_trials_with_faults_a_kill_and_a_resume_account_exactly(t
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     best = yaml.safe_load((study / "best_config.yaml").read_text())
     counts = best["counts"]
-    assert counts["trials"] == 100 and len(trial_dirs(study)) == 100
+    assert counts["trials"] == 100 and len(trial_dirs(study)) == 100  # folders of unsaved trials moved aside
+    orphaned = len(list((study / "ray" / "search" / "orphaned").glob("trial_*")))
     configs = {d.name[len("trial_"):]: json.loads((d / "params.json").read_text()) for d in trial_dirs(study)}
     faulty_trials = {trial for trial, config in configs.items() if faulty(config, 0.1)}
     assert counts["errored"] == len(faulty_trials) and 3 <= len(faulty_trials) <= 25
@@ -135,7 +136,8 @@ def test_soak_a_hundred_trials_with_faults_a_kill_and_a_resume_account_exactly(t
     states = [t.state for t in optuna_trials(study)]
     assert states.count(TrialState.COMPLETE) == 100 - counts["errored"]
     assert TrialState.RUNNING not in states
-    assert states.count(TrialState.FAIL) >= counts["errored"]  # plus trials asked just before the kill
+    # FAIL: the errored trials plus those asked for just before the kill, whose Ray trial was never saved
+    assert states.count(TrialState.FAIL) >= counts["errored"] + orphaned
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("digit-pairs").experiment_id
