@@ -34,12 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from study import cli
+from study.atomic_storage import remove_partial_files, storage_filesystem
 from study.config import validate_config
 from study.errors import Interrupted, StudyError
 from study.families import FAMILIES
 from study.files import read_yaml, write_yaml
 from study.ray_session import (check_reachable_from_every_node, connect_ray, current_node,
                                join_cluster_before_writing)
+from study.ray_snapshot import align_search_state_with_trials, restore_lost_trial_files
 from study.rerun import Compute, add_rerun_flags, load_config_file, run_reruns
 from study.space import SearchSpace, default_space_path, load_space
 from study.tracking import DEFAULT_EXPERIMENT, Tracker, resolve_tracking_uri
@@ -162,6 +164,7 @@ def make_tuner(space: SearchSpace, budget: Budget, seed: int, trainable, study_d
                                     scheduler=scheduler, time_budget_s=budget.time_budget,
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage,
+                                  storage_filesystem=storage_filesystem(storage),
                                   failure_config=tune.FailureConfig(max_failures=budget.max_failures),
                                   verbose=1),
     )
@@ -176,18 +179,47 @@ def optuna_study(study_dir: Path, family: str):
     return optuna.load_study(study_name=family, storage=journal)
 
 
-def close_orphaned_optuna_trials(study_dir: Path, family: str) -> int:
-    """Once the search has finished, an Optuna trial still RUNNING belongs to no Ray trial: the sampler asked for it
-    just before a kill, after Ray's last saved state. Mark it FAIL, so Optuna's record agrees with Ray's."""
+def reconcile_optuna_with_ray(study_dir: Path, family: str, ray_trials: list[dict]) -> dict:
+    """Match the Optuna study to Ray's saved trials once the search has finished, each Ray trial claiming the
+    Optuna trial with its parameters. A kill leaves Optuna and Ray's snapshot out of step:
+    - a claimed trial still RUNNING finished in Ray, but the searcher restored from an older snapshot never told
+      Optuna: it is told Ray's outcome;
+    - an unclaimed trial still RUNNING was asked for after Ray's last snapshot and never finished: marked FAIL;
+    - an unclaimed finished trial ran to the end after Ray's last snapshot; Optuna cannot undo it (its sampler
+      learned from it), so it is listed in the study's user attribute `not_in_ray_results`.
+    Returns the three counts."""
     from optuna.trial import TrialState
 
+    counts = {"told_ray_outcome": 0, "never_ran": 0, "not_in_ray_results": 0}
     if not (study_dir / "optuna.journal").exists():
-        return 0
+        return counts
     study = optuna_study(study_dir, family)
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for trial in running:
-        study.tell(trial.number, state=TrialState.FAIL)
-    return len(running)
+    unclaimed = list(ray_trials)
+
+    def claim(trial) -> dict | None:
+        for i, ray_trial in enumerate(unclaimed):
+            if all(ray_trial["config"].get(name) == value for name, value in trial.params.items()):
+                return unclaimed.pop(i)
+        return None
+
+    not_in_ray = []
+    for trial in study.get_trials(deepcopy=False):
+        ray_trial = claim(trial)
+        if trial.state == TrialState.RUNNING and ray_trial is not None:
+            value = ray_trial["value"]  # what OptunaSearch tells: FAIL if errored, PRUNED if it never reported
+            state = (TrialState.FAIL if ray_trial["status"] == "ERROR" else
+                     TrialState.PRUNED if value is None else TrialState.COMPLETE)
+            study.tell(trial.number, value if state == TrialState.COMPLETE else None, state=state)
+            counts["told_ray_outcome"] += 1
+        elif trial.state == TrialState.RUNNING:
+            study.tell(trial.number, state=TrialState.FAIL)
+            counts["never_ran"] += 1
+        elif ray_trial is None:
+            not_in_ray.append(trial.number)
+    if not_in_ray:
+        study.set_user_attr("not_in_ray_results", not_in_ray)
+    counts["not_in_ray_results"] = len(not_in_ray)
+    return counts
 
 
 def set_aside_orphaned_trial_dirs(experiment: str, known: set[str]) -> int:
@@ -204,6 +236,32 @@ def set_aside_orphaned_trial_dirs(experiment: str, known: set[str]) -> int:
     return len(strays)
 
 
+def settle_what_interruptions_left(study_dir: Path, family: str, experiment: str, summary: dict) -> dict:
+    """Once the search has finished: make Optuna agree with Ray's trials, restore trial files a kill lost, set
+    aside folders of trials Ray never saved, delete partial files. Says what it did; returns Optuna's counts."""
+    reconciled = reconcile_optuna_with_ray(study_dir, family, summary["outcomes"])
+    if reconciled["told_ray_outcome"]:
+        print(f"{reconciled['told_ray_outcome']} Optuna trial(s) told the outcome Ray recorded (their searcher "
+              f"was restored from a snapshot older than Ray's trials)")
+    if reconciled["never_ran"]:
+        print(f"{reconciled['never_ran']} Optuna trial(s) asked for just before an interruption never finished; "
+              f"marked FAIL")
+    if reconciled["not_in_ray_results"]:
+        print(f"{reconciled['not_in_ray_results']} Optuna trial(s) finished after Ray's last saved state, before "
+              f"an interruption; Ray ran others in their place. Listed in the Optuna study's user attribute "
+              f"not_in_ray_results")
+    restored = restore_lost_trial_files(experiment)
+    if restored:
+        print(f"{len(restored)} trial folder(s) lost their files to an interruption during Ray's copy to storage: "
+              f"params.json and the last result rewritten from Ray's saved state ({', '.join(restored)})")
+    set_aside = set_aside_orphaned_trial_dirs(experiment, summary["trial_ids"])
+    if set_aside:
+        print(f"{set_aside} trial folder(s) started just before an interruption, after Ray's last saved state, "
+              f"moved to {experiment}/orphaned/")
+    remove_partial_files(experiment)  # left by copies a kill cut short; the files they were replacing are whole
+    return reconciled
+
+
 def summarise(experiment: str, budget: Budget) -> dict:
     """Counts and ranked trials, read from the experiment state Ray saved (what a resume would see)."""
     from ray.tune import ExperimentAnalysis
@@ -218,6 +276,8 @@ def summarise(experiment: str, budget: Budget) -> dict:
     ranked.sort(key=lambda t: (t["full_budget"], t[METRIC]), reverse=True)
     full = sum(t["full_budget"] for t in ranked)
     return {"trial_ids": {t.trial_id for t in trials},
+            "outcomes": [{"config": t.config, "status": t.status, "value": t.last_result.get(METRIC)}
+                         for t in trials],
             "trials": len(trials), "completed": full, "stopped_early": len(ranked) - full,
             "diverged": sum(t.status == "TERMINATED" and bool(t.last_result.get("diverged")) for t in trials),
             "errored": sum(t.status == "ERROR" for t in trials),
@@ -322,10 +382,14 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, mnist) -> 
         {"cpu": budget.cpus_per_trial, "gpu": budget.gpus_per_trial})
     experiment = f"{storage}/{EXPERIMENT}"
     start = time.perf_counter()
-    if tune.Tuner.can_restore(experiment):
+    if tune.Tuner.can_restore(experiment, storage_filesystem=storage_filesystem(storage)):
         print(f"resuming the interrupted study from {experiment}", flush=True)
+        repaired = align_search_state_with_trials(experiment)
+        if repaired:
+            print(repaired, flush=True)
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
-                                   resume_errored=False, restart_errored=False)
+                                   resume_errored=False, restart_errored=False,
+                                   storage_filesystem=storage_filesystem(storage))
     else:
         tuner = make_tuner(space, budget, args.seed, trainable, study_dir, storage)
     tuner.fit()
@@ -336,13 +400,7 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, mnist) -> 
     if summary["unfinished"] or (summary["trials"] < budget.num_samples and not out_of_time):
         raise Interrupted(f"search stopped with {summary['trials'] - summary['unfinished']} of "
                                 f"{budget.num_samples} trials finished; run the same command again to resume")
-    orphans = close_orphaned_optuna_trials(study_dir, space.family)
-    if orphans:
-        print(f"{orphans} Optuna trial(s) asked for just before an interruption never ran; marked FAIL")
-    set_aside = set_aside_orphaned_trial_dirs(experiment, summary["trial_ids"])
-    if set_aside:
-        print(f"{set_aside} trial folder(s) started just before an interruption, after Ray's last saved state, "
-              f"moved to {experiment}/orphaned/")
+    reconciled = settle_what_interruptions_left(study_dir, space.family, experiment, summary)
     if not summary["ranked"]:
         raise StudyError(f"no trial of {study_dir} finished without error; see {experiment}")
     best = summary["ranked"][0]
@@ -350,6 +408,7 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, mnist) -> 
         "family": space.family, METRIC: best[METRIC], "trial_id": best["trial_id"], "epochs_trained": best["epochs"],
         "config": validate_config(best["config"]), "space": str(space.path),
         "counts": {k: summary[k] for k in ("trials", "completed", "stopped_early", "diverged", "errored")},
+        "optuna_reconciled": reconciled,
         "wall_time_s": round(elapsed, 1)})
 
     print(f"search finished in {elapsed:.0f} s")

@@ -1,0 +1,78 @@
+"""Repairs what a kill during Ray's copy of its snapshot to storage leaves behind.
+
+Ray saves three files per snapshot: the trials (experiment_state-*.json), the Optuna searcher (searcher-state-*.pkl)
+and the search generator with its ConcurrencyLimiter (search_gen_state-*.json), and copies them to storage one by one.
+A kill during the copy leaves files from two snapshots. Seen in the soak test: trials from the newer snapshot, the
+limiter from the older one, whose two "live" trials had long finished. Restored as is, the limiter waits for them
+forever and the resumed study hangs; and its trial counter, older or newer than the trials, would make the study end
+with more or fewer trials than asked for. This repairs the generator's state from the trials, which Ray restores
+as they are: the counter is the number of saved trials, and the live trials are the unfinished ones the searcher
+knows (an unfinished trial it does not know is run, but the searcher is not told of it: Optuna's record of it is
+settled after the search, see tune.reconcile_optuna_with_ray). The same kind of kill can leave a trial's folder
+without its files; those are rewritten from Ray's saved state after the search."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from study.files import write_atomic
+
+LIMITER_KEY = "name:ConcurrencyLimiter"
+
+
+def newest(folder: Path, pattern: str) -> Path | None:
+    """The file Ray restores from: it takes the greatest name (the names hold the session's start time)."""
+    found = sorted(folder.glob(pattern))
+    return found[-1] if found else None
+
+
+def align_search_state_with_trials(experiment: str) -> str | None:
+    """Repair the newest search_gen_state file in `experiment` (a local or shared path) in place; returns a line
+    saying what changed, or None when it already agreed (or the files are not of the form this knows)."""
+    from ray import cloudpickle
+    from ray.tune import ExperimentAnalysis
+
+    folder = Path(experiment)
+    generator_file, searcher_file = newest(folder, "search_gen_state-*.json"), newest(folder, "searcher-state-*.pkl")
+    if "://" in experiment or generator_file is None or searcher_file is None:
+        return None
+    generator = cloudpickle.loads(generator_file.read_bytes())
+    searcher = cloudpickle.loads(searcher_file.read_bytes())
+    limiter = generator.get(LIMITER_KEY)
+    if not isinstance(limiter, dict) or not isinstance(searcher, dict) or "_ot_trials" not in searcher:
+        return None
+
+    trials = ExperimentAnalysis(experiment).trials
+    unfinished = {t.trial_id for t in trials if t.status not in ("TERMINATED", "ERROR")}
+    live = unfinished & set(searcher["_ot_trials"])
+    if generator["counter"] == len(trials) and limiter["live_trials"] == live:
+        return None
+    change = (f"Ray's saved search state was from another snapshot than its trials (a kill during a save): "
+              f"trial counter {generator['counter']} -> {len(trials)}, live trials "
+              f"{sorted(limiter['live_trials'])} -> {sorted(live)}")
+    generator["counter"] = len(trials)
+    limiter.update(live_trials=live, num_unfinished_live_trials=len(live), cached_results={})
+    write_atomic(generator_file, cloudpickle.dumps(generator))
+    return change
+
+
+def restore_lost_trial_files(experiment: str) -> list[str]:
+    """A kill during a copy can also leave a finished trial's folder empty: the copy had made the folder, not yet
+    its files, and the resumed study does not copy them again. Ray's saved state still holds the trial's config and
+    last result: write params.json from the one and result.json from the other (a history of one line: the epochs
+    before it are lost), so every trial folder reads. Returns the trials so restored."""
+    from ray.tune import ExperimentAnalysis
+
+    if "://" in experiment:
+        return []
+    restored = []
+    for trial in ExperimentAnalysis(experiment).trials:
+        folder = Path(trial.path)
+        if (folder / "params.json").exists():
+            continue
+        write_atomic(folder / "params.json", json.dumps(trial.config, indent=2, sort_keys=True, default=str))
+        if not (folder / "result.json").exists():
+            last = json.dumps(trial.last_result, default=str) + "\n" if trial.last_result else ""
+            write_atomic(folder / "result.json", last)
+        restored.append(trial.trial_id)
+    return restored
