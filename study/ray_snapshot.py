@@ -56,23 +56,33 @@ def align_search_state_with_trials(experiment: str) -> str | None:
     return change
 
 
+def last_recorded_iteration(results: Path) -> int:
+    if not results.exists():
+        return 0
+    lines = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    return max((line.get("training_iteration", 0) for line in lines), default=0)
+
+
 def restore_lost_trial_files(experiment: str) -> list[str]:
-    """A kill during a copy can also leave a finished trial's folder empty: the copy had made the folder, not yet
-    its files, and the resumed study does not copy them again. Ray's saved state still holds the trial's config and
-    last result: write params.json from the one and result.json from the other (a history of one line: the epochs
-    before it are lost), so every trial folder reads. Returns the trials so restored."""
+    """A kill during a copy can also leave a finished trial's files behind Ray's saved state: its folder empty (the
+    copy had made the folder, not yet its files) or its result.json from an earlier copy; the resumed study does not
+    copy them again. Ray's saved state holds the trial's config and last result: params.json is rewritten from the
+    one, and the other is appended to result.json (the epochs between are lost), so every trial folder reads and
+    ends where Ray's record ends. Returns the trials so restored."""
     from ray.tune import ExperimentAnalysis
 
     if "://" in experiment:
         return []
     restored = []
     for trial in ExperimentAnalysis(experiment).trials:
-        folder = Path(trial.path)
-        if (folder / "params.json").exists():
-            continue
-        write_atomic(folder / "params.json", json.dumps(trial.config, indent=2, sort_keys=True, default=str))
-        if not (folder / "result.json").exists():
-            last = json.dumps(trial.last_result, default=str) + "\n" if trial.last_result else ""
-            write_atomic(folder / "result.json", last)
-        restored.append(trial.trial_id)
+        folder, last = Path(trial.path), trial.last_result
+        params_lost = not (folder / "params.json").exists()
+        results_behind = bool(last) and last_recorded_iteration(folder / "result.json") < last.get("training_iteration", 0)
+        if params_lost:
+            write_atomic(folder / "params.json", json.dumps(trial.config, indent=2, sort_keys=True, default=str))
+        if results_behind:
+            recorded = (folder / "result.json").read_text() if (folder / "result.json").exists() else ""
+            write_atomic(folder / "result.json", recorded + json.dumps(last, default=str) + "\n")
+        if params_lost or results_behind:
+            restored.append(trial.trial_id)
     return restored

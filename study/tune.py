@@ -252,8 +252,8 @@ def settle_what_interruptions_left(study_dir: Path, family: str, experiment: str
               f"not_in_ray_results")
     restored = restore_lost_trial_files(experiment)
     if restored:
-        print(f"{len(restored)} trial folder(s) lost their files to an interruption during Ray's copy to storage: "
-              f"params.json and the last result rewritten from Ray's saved state ({', '.join(restored)})")
+        print(f"{len(restored)} trial folder(s) left behind Ray's saved state by an interruption during Ray's copy "
+              f"to storage: params.json and the last result restored from it ({', '.join(restored)})")
     set_aside = set_aside_orphaned_trial_dirs(experiment, summary["trial_ids"])
     if set_aside:
         print(f"{set_aside} trial folder(s) started just before an interruption, after Ray's last saved state, "

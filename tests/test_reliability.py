@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from conftest import REPO, make_fake_mnist, run_module
 from test_tune import TINY_SPACE, optuna_trials, trial_dirs
-from study.tune import faulty, optuna_study
+from study.tune import METRIC, faulty, optuna_study
 
 CONFIG = "family: base\nepochs: 1\nc: 4\nf: 8\ndropout: 0.1\nbatchnorm: true\nn_train: 100\nn_val: 60\nn_test: 40\n"
 
@@ -145,8 +145,9 @@ def test_a_resume_from_a_snapshot_mixed_by_a_kill_neither_hangs_nor_changes_the_
     newer one (seen in the soak). Made here on purpose: after a kill, the newest search state is rewound to claim
     that no trial was made yet and that two long-finished trials are still live. Restored as is, Ray's
     ConcurrencyLimiter would wait for them forever and the counter would overshoot; the study must end with exactly
-    the trials asked for."""
+    the trials asked for. A finished trial's folder emptied by such a kill gets its files back from Ray's record."""
     from ray import cloudpickle
+    from ray.tune import ExperimentAnalysis
 
     space = tmp_path / "space.yaml"
     space.write_text(TINY_SPACE.replace("epochs: 2", "epochs: 1"))
@@ -155,7 +156,10 @@ def test_a_resume_from_a_snapshot_mixed_by_a_kill_neither_hangs_nor_changes_the_
             "--device", "cpu", "--num-samples", "5", "--max-concurrent", "2", "--no-rerun"]
     first = start_in_own_group("study.tune", *args)
     experiment = study / "ray" / "search"
-    wait_for(lambda: len(list(experiment.glob("search_gen_state-*.json"))) and len(trial_dirs(study)) >= 3)
+    def a_finished_trial_saved() -> bool:
+        return any("TERMINATED" in state.read_text() for state in experiment.glob("experiment_state-*"))
+
+    wait_for(lambda: len(trial_dirs(study)) >= 3 and a_finished_trial_saved())
     kill_group(first)
 
     generator_file = sorted(experiment.glob("search_gen_state-*.json"))[-1]
@@ -164,12 +168,20 @@ def test_a_resume_from_a_snapshot_mixed_by_a_kill_neither_hangs_nor_changes_the_
     generator["counter"] = 0
     generator["name:ConcurrencyLimiter"].update(live_trials=set(finished), num_unfinished_live_trials=2)
     generator_file.write_bytes(cloudpickle.dumps(generator))
+    # and a trial Ray saved as finished lost its files to the same kind of kill
+    saved = next(t for t in ExperimentAnalysis(str(experiment)).trials if t.status == "TERMINATED")
+    (experiment / f"trial_{saved.trial_id}" / "params.json").unlink()
+    (experiment / f"trial_{saved.trial_id}" / "result.json").write_text("")
 
     resumed = run_module("study.tune", *args, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "from another snapshot than its trials" in resumed.stdout
     best = yaml.safe_load((study / "best_config.yaml").read_text())
     assert best["counts"]["trials"] == 5 and len(trial_dirs(study)) == 5
+    assert "left behind Ray's saved state" in resumed.stdout and saved.trial_id in resumed.stdout
+    restored = experiment / f"trial_{saved.trial_id}"
+    assert json.loads((restored / "params.json").read_text()) == saved.config
+    assert json.loads((restored / "result.json").read_text())[METRIC] == saved.last_result[METRIC]
     assert [t.state for t in optuna_trials(study)].count(TrialState.COMPLETE) >= 5
 
 
