@@ -1,7 +1,8 @@
 """MLflow layout: one experiment per study, one parent run per (family, config), one child run per seed.
 
 Only the driver writes (one writer, so SQLite never sees concurrent writers and nothing is lost or duplicated).
-Default store with no server: SQLite at mlruns/mlflow.db, artifacts under mlruns/artifacts.
+Default store with no server: SQLite at mlruns/mlflow.db, artifacts under mlruns/artifacts (any SQLite database
+keeps its artifacts in the folder `artifacts` beside it).
 
     parent  tags: study.role=parent, family, config_hash; params: the config (without seed);
             metrics: test/acc_mean, _std, _ci95_low, _ci95_high, n_seeds, ...; artifacts: config.yaml, curves
@@ -68,6 +69,7 @@ class Tracker:
 
         self.uri = resolve_tracking_uri(uri)
         check_reachable(self.uri)
+        database = None
         if self.uri.startswith("sqlite:///"):
             database = Path(self.uri[len("sqlite:///"):])
             if not create and not database.exists():
@@ -79,9 +81,9 @@ class Tracker:
             if found is None and not create:
                 raise StudyError(f"no experiment {experiment!r} at --tracking-uri {self.uri}")
             if found is None:
-                artifacts = None
-                if self.uri == default_tracking_uri():
-                    artifacts = (DEFAULT_STORE / "artifacts").resolve().as_uri()
+                # Beside an SQLite database: MLflow's default is ./mlruns of whichever folder the command ran in.
+                # A server keeps its own artifact location.
+                artifacts = (database.parent / "artifacts").resolve().as_uri() if database else None
                 self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifacts)
             else:
                 self.experiment_id = found.experiment_id

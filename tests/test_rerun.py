@@ -63,6 +63,7 @@ def test_a_two_seed_rerun_logs_one_parent_and_two_children_and_is_idempotent(tmp
     assert parent.data.params["lr"] == "0.003" and "seed" not in parent.data.params
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"config.yaml", "learning_curves.png"} <= artifacts
+    assert list((tmp_path / "artifacts").rglob("learning_curves.png"))  # beside the database, not in ./mlruns
 
     assert sorted(int(c.data.tags["seed"]) for c in children) == [1, 2]  # never the tuning seed 0
     for child in children:
