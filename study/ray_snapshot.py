@@ -57,10 +57,14 @@ def align_search_state_with_trials(experiment: str) -> str | None:
 
 
 def last_recorded_iteration(results: Path) -> int:
-    if not results.exists():
-        return 0
-    lines = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-    return max((line.get("training_iteration", 0) for line in lines), default=0)
+    """The last epoch result.json holds (a line cut short by a kill, as older studies may hold, counts as none)."""
+    last = 0
+    for line in results.read_text().splitlines() if results.exists() else []:
+        try:
+            last = max(last, json.loads(line).get("training_iteration", 0))
+        except json.JSONDecodeError:
+            pass
+    return last
 
 
 def restore_lost_trial_files(experiment: str) -> list[str]:
@@ -77,7 +81,8 @@ def restore_lost_trial_files(experiment: str) -> list[str]:
     for trial in ExperimentAnalysis(experiment).trials:
         folder, last = Path(trial.path), trial.last_result
         params_lost = not (folder / "params.json").exists()
-        results_behind = bool(last) and last_recorded_iteration(folder / "result.json") < last.get("training_iteration", 0)
+        results_behind = bool(last) and (last_recorded_iteration(folder / "result.json")
+                                         < last.get("training_iteration", 0))
         if params_lost:
             write_atomic(folder / "params.json", json.dumps(trial.config, indent=2, sort_keys=True, default=str))
         if results_behind:

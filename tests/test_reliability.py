@@ -143,8 +143,8 @@ def test_a_resume_from_a_snapshot_mixed_by_a_kill_neither_hangs_nor_changes_the_
                                                                                              fake_mnist_dir):
     """A kill during Ray's copy of its snapshot can leave the search state of an older save beside the trials of a
     newer one (seen in the soak). Made here on purpose: after a kill, the newest search state is rewound to claim
-    that no trial was made yet and that two long-finished trials are still live. Restored as is, Ray's
-    ConcurrencyLimiter would wait for them forever and the counter would overshoot; the study must end with exactly
+    that no trial was made yet and that two trials are live whatever their state. Restored as is, Ray's
+    ConcurrencyLimiter would wait forever for those that finished and the counter would overshoot; the study must end with exactly
     the trials asked for. A finished trial's folder emptied by such a kill gets its files back from Ray's record."""
     from ray import cloudpickle
     from ray.tune import ExperimentAnalysis
@@ -156,6 +156,7 @@ def test_a_resume_from_a_snapshot_mixed_by_a_kill_neither_hangs_nor_changes_the_
             "--device", "cpu", "--num-samples", "5", "--max-concurrent", "2", "--no-rerun"]
     first = start_in_own_group("study.tune", *args)
     experiment = study / "ray" / "search"
+
     def a_finished_trial_saved() -> bool:
         return any("TERMINATED" in state.read_text() for state in experiment.glob("experiment_state-*"))
 
@@ -164,9 +165,9 @@ def test_a_resume_from_a_snapshot_mixed_by_a_kill_neither_hangs_nor_changes_the_
 
     generator_file = sorted(experiment.glob("search_gen_state-*.json"))[-1]
     generator = cloudpickle.loads(generator_file.read_bytes())
-    finished = [d.name[len("trial_"):] for d in trial_dirs(study)][:2]
+    said_live = {d.name[len("trial_"):] for d in trial_dirs(study)[:2]}
     generator["counter"] = 0
-    generator["name:ConcurrencyLimiter"].update(live_trials=set(finished), num_unfinished_live_trials=2)
+    generator["name:ConcurrencyLimiter"].update(live_trials=said_live, num_unfinished_live_trials=2)
     generator_file.write_bytes(cloudpickle.dumps(generator))
     # and a trial Ray saved as finished lost its files to the same kind of kill
     saved = next(t for t in ExperimentAnalysis(str(experiment)).trials if t.status == "TERMINATED")
