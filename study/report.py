@@ -23,7 +23,6 @@ from pathlib import Path
 
 from study import cli
 from study.errors import StudyError
-from study.rerun import close_figure
 from study.stats import describe, holm
 from study.tracking import DEFAULT_EXPERIMENT, ROLE, Tracker
 
@@ -151,13 +150,11 @@ def to_csv(rows: list[dict]) -> str:
 
 
 def boxplot(results: list[FamilyResult]):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure  # not pyplot: no global figure registry to fill and close
 
-    figure, axis = plt.subplots(figsize=(1.6 * len(results) + 2, 4.5))
+    figure = Figure(figsize=(1.6 * len(results) + 2, 4.5))
+    axis = figure.subplots()
     axis.boxplot([r.test for r in results], tick_labels=[f"{r.family}\nn={len(r.test)}" for r in results])
     jitter = np.random.default_rng(0)
     for i, result in enumerate(results, start=1):  # every seed as a dot: small n deserves to be seen
@@ -197,7 +194,6 @@ def main(argv: list[str] | None = None) -> int:
         write_atomic(out / "published.csv", to_csv(published))
         names.append("published.csv")
     figure.savefig(out / "boxplot.png", dpi=120)
-    close_figure(figure)
     run = tracker.client.create_run(tracker.experiment_id, run_name="report", tags={ROLE: "report"})
     for name in names:
         tracker.client.log_artifact(run.info.run_id, str(out / name))

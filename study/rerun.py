@@ -222,9 +222,7 @@ def finalise_parent(tracker: Tracker, parent_id: str, config: dict) -> dict:
     tracker.client.log_batch(parent_id, metrics=metrics)
     tracker.client.log_text(parent_id, yaml_dump(config), "config.yaml")
     curves = {run.data.tags["seed"]: tracker.histories(run.info.run_id, CURVES) for run in children.values()}
-    figure = learning_curves(config["family"], curves)
-    tracker.client.log_figure(parent_id, figure, "learning_curves.png")
-    close_figure(figure)
+    tracker.client.log_figure(parent_id, learning_curves(config["family"], curves), "learning_curves.png")
     tracker.client.set_terminated(parent_id, status="FINISHED")
     test = summaries["test/acc"]
     print(format_summary(f"{config['family']} test/acc (final epoch)", test))
@@ -232,12 +230,6 @@ def finalise_parent(tracker: Tracker, parent_id: str, config: dict) -> dict:
     print(format_summary(f"{config['family']} max val/acc over epochs (report 002's statistic)",
                          summaries["val/acc_best"]))
     return test
-
-
-def close_figure(figure) -> None:
-    import matplotlib.pyplot as plt
-
-    plt.close(figure)
 
 
 def yaml_dump(config: dict) -> str:
@@ -248,13 +240,11 @@ def yaml_dump(config: dict) -> str:
 
 def learning_curves(family: str, curves: dict[str, dict[str, list[tuple[int, float]]]]):
     """Loss and accuracy per epoch: each seed a thin transparent line, the mean across seeds bold."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure  # not pyplot: no global figure registry to fill and close
 
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    figure = Figure(figsize=(11, 4))
+    axes = figure.subplots(1, 2)
     panels = ((axes[0], ("train/loss", "val/loss"), "loss"), (axes[1], ("train/acc", "val/acc", "test/acc"), "accuracy"))
     for axis, names, label in panels:
         for colour, name in zip(("C0", "C1", "C2"), names):
