@@ -32,9 +32,11 @@ def align_search_state_with_trials(experiment: str) -> str | None:
     from ray import cloudpickle
     from ray.tune import ExperimentAnalysis
 
+    if "://" in experiment:
+        return None
     folder = Path(experiment)
     generator_file, searcher_file = newest(folder, "search_gen_state-*.json"), newest(folder, "searcher-state-*.pkl")
-    if "://" in experiment or generator_file is None or searcher_file is None:
+    if generator_file is None or searcher_file is None:
         return None
     generator = cloudpickle.loads(generator_file.read_bytes())
     searcher = cloudpickle.loads(searcher_file.read_bytes())
@@ -67,18 +69,17 @@ def last_recorded_iteration(results: Path) -> int:
     return last
 
 
-def restore_lost_trial_files(experiment: str) -> list[str]:
+def restore_lost_trial_files(experiment: str, saved_trials: list) -> list[str]:
     """A kill during a copy can also leave a finished trial's files behind Ray's saved state: its folder empty (the
     copy had made the folder, not yet its files) or its result.json from an earlier copy; the resumed study does not
     copy them again. Ray's saved state holds the trial's config and last result: params.json is rewritten from the
     one, and the other is appended to result.json (the epochs between are lost), so every trial folder reads and
-    ends where Ray's record ends. Returns the trials so restored."""
-    from ray.tune import ExperimentAnalysis
-
+    ends where Ray's record ends. `saved_trials`: Ray's saved trials (ExperimentAnalysis(experiment).trials).
+    Returns the trials so restored."""
     if "://" in experiment:
         return []
     restored = []
-    for trial in ExperimentAnalysis(experiment).trials:
+    for trial in saved_trials:
         folder, last = Path(trial.path), trial.last_result
         params_lost = not (folder / "params.json").exists()
         results_behind = bool(last) and (last_recorded_iteration(folder / "result.json")

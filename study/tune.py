@@ -142,19 +142,25 @@ def storage_root(storage: str | None, study_dir: Path) -> str:
     return str((Path(storage) / study_dir.resolve().name).resolve())
 
 
-def make_tuner(space: SearchSpace, budget: Budget, seed: int, trainable, study_dir: Path, storage: str):
-    import optuna
+def optuna_journal(study_dir: Path):
+    """The Optuna study's storage: a journal file that optuna-dashboard opens and a resume appends to."""
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(study_dir / "optuna.journal")))
+
+
+def make_tuner(space: SearchSpace, budget: Budget, seed: int, trainable, study_dir: Path, storage: str,
+               filesystem):
+    import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    journal = JournalStorage(JournalFileBackend(str(study_dir / "optuna.journal")))
     searcher = OptunaSearch(space=space.define_by_run(), metric=METRIC, mode=MODE,
                             sampler=optuna.samplers.TPESampler(seed=seed),
-                            study_name=space.family, storage=journal)
+                            study_name=space.family, storage=optuna_journal(study_dir))
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=budget.max_epochs,
                               grace_period=budget.grace_period, reduction_factor=3)
     return tune.Tuner(
@@ -164,7 +170,7 @@ def make_tuner(space: SearchSpace, budget: Budget, seed: int, trainable, study_d
                                     scheduler=scheduler, time_budget_s=budget.time_budget,
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage,
-                                  storage_filesystem=storage_filesystem(storage),
+                                  storage_filesystem=filesystem,
                                   failure_config=tune.FailureConfig(max_failures=budget.max_failures),
                                   verbose=1),
     )
@@ -172,11 +178,8 @@ def make_tuner(space: SearchSpace, budget: Budget, seed: int, trainable, study_d
 
 def optuna_study(study_dir: Path, family: str):
     import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
 
-    journal = JournalStorage(JournalFileBackend(str(study_dir / "optuna.journal")))
-    return optuna.load_study(study_name=family, storage=journal)
+    return optuna.load_study(study_name=family, storage=optuna_journal(study_dir))
 
 
 def reconcile_optuna_with_ray(study_dir: Path, family: str, ray_trials: list[dict]) -> dict:
@@ -239,7 +242,9 @@ def set_aside_orphaned_trial_dirs(experiment: str, known: set[str]) -> int:
 def settle_what_interruptions_left(study_dir: Path, family: str, experiment: str, summary: dict) -> dict:
     """Once the search has finished: make Optuna agree with Ray's trials, restore trial files a kill lost, set
     aside folders of trials Ray never saved, delete partial files. Says what it did; returns Optuna's counts."""
-    reconciled = reconcile_optuna_with_ray(study_dir, family, summary["outcomes"])
+    saved = summary["saved_trials"]
+    outcomes = [{"config": t.config, "status": t.status, "value": t.last_result.get(METRIC)} for t in saved]
+    reconciled = reconcile_optuna_with_ray(study_dir, family, outcomes)
     if reconciled["told_ray_outcome"]:
         print(f"{reconciled['told_ray_outcome']} Optuna trial(s) told the outcome Ray recorded (their searcher "
               f"was restored from a snapshot older than Ray's trials)")
@@ -250,11 +255,11 @@ def settle_what_interruptions_left(study_dir: Path, family: str, experiment: str
         print(f"{reconciled['not_in_ray_results']} Optuna trial(s) finished after Ray's last saved state, before "
               f"an interruption; Ray ran others in their place. Listed in the Optuna study's user attribute "
               f"not_in_ray_results")
-    restored = restore_lost_trial_files(experiment)
+    restored = restore_lost_trial_files(experiment, saved)
     if restored:
         print(f"{len(restored)} trial folder(s) left behind Ray's saved state by an interruption during Ray's copy "
               f"to storage: params.json and the last result restored from it ({', '.join(restored)})")
-    set_aside = set_aside_orphaned_trial_dirs(experiment, summary["trial_ids"])
+    set_aside = set_aside_orphaned_trial_dirs(experiment, {t.trial_id for t in saved})
     if set_aside:
         print(f"{set_aside} trial folder(s) started just before an interruption, after Ray's last saved state, "
               f"moved to {experiment}/orphaned/")
@@ -275,10 +280,7 @@ def summarise(experiment: str, budget: Budget) -> dict:
                            METRIC: trial.last_result[METRIC], "full_budget": epochs >= budget.max_epochs})
     ranked.sort(key=lambda t: (t["full_budget"], t[METRIC]), reverse=True)
     full = sum(t["full_budget"] for t in ranked)
-    return {"trial_ids": {t.trial_id for t in trials},
-            "outcomes": [{"config": t.config, "status": t.status, "value": t.last_result.get(METRIC)}
-                         for t in trials],
-            "trials": len(trials), "completed": full, "stopped_early": len(ranked) - full,
+    return {"saved_trials": trials, "trials": len(trials), "completed": full, "stopped_early": len(ranked) - full,
             "diverged": sum(t.status == "TERMINATED" and bool(t.last_result.get("diverged")) for t in trials),
             "errored": sum(t.status == "ERROR" for t in trials),
             "unfinished": sum(t.status not in ("TERMINATED", "ERROR") for t in trials), "ranked": ranked}
@@ -382,16 +384,17 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, mnist) -> 
         {"cpu": budget.cpus_per_trial, "gpu": budget.gpus_per_trial})
     experiment = f"{storage}/{EXPERIMENT}"
     start = time.perf_counter()
-    if tune.Tuner.can_restore(experiment, storage_filesystem=storage_filesystem(storage)):
+    filesystem = storage_filesystem(storage)
+    if tune.Tuner.can_restore(experiment, storage_filesystem=filesystem):
         print(f"resuming the interrupted study from {experiment}", flush=True)
         repaired = align_search_state_with_trials(experiment)
         if repaired:
             print(repaired, flush=True)
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False,
-                                   storage_filesystem=storage_filesystem(storage))
+                                   storage_filesystem=filesystem)
     else:
-        tuner = make_tuner(space, budget, args.seed, trainable, study_dir, storage)
+        tuner = make_tuner(space, budget, args.seed, trainable, study_dir, storage, filesystem)
     tuner.fit()
     elapsed = time.perf_counter() - start
 
@@ -399,7 +402,7 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, mnist) -> 
     out_of_time = budget.time_budget is not None and elapsed >= budget.time_budget
     if summary["unfinished"] or (summary["trials"] < budget.num_samples and not out_of_time):
         raise Interrupted(f"search stopped with {summary['trials'] - summary['unfinished']} of "
-                                f"{budget.num_samples} trials finished; run the same command again to resume")
+                          f"{budget.num_samples} trials finished; run the same command again to resume")
     reconciled = settle_what_interruptions_left(study_dir, space.family, experiment, summary)
     if not summary["ranked"]:
         raise StudyError(f"no trial of {study_dir} finished without error; see {experiment}")
