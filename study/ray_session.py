@@ -14,18 +14,75 @@ def connect_ray(address: str | None) -> None:
     """`address` (else RAY_ADDRESS) joins a running cluster; without one, Ray starts here with this machine's
     CPUs and GPUs. A second call in the same process keeps the first connection."""
     import ray
+    from ray.exceptions import AuthenticationError
 
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         check_listening(address)
+        check_token_authentication(address)
     try:
         # "local" starts a fresh instance: without it ray.init() joins whatever Ray already runs on this machine
         ray.init(address=address or "local", include_dashboard=False, logging_level="WARNING")
+    except AuthenticationError as exc:  # RAY_AUTH_MODE=token but no token here; not a ConnectionError
+        raise StudyError(f"Ray token authentication is on here (RAY_AUTH_MODE=token) but finds no token to join "
+                         f"--address {address} ({first_sentence(exc)}): {token_advice()}") from None
     except (ConnectionError, RuntimeError, ValueError) as exc:
+        if token_refused(exc):
+            raise StudyError(f"Ray cluster at --address {address} refused this machine's token: "
+                             f"{token_advice()}") from None
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StudyError(f"cannot connect to the Ray cluster at --address {address}: {reason}") from None
+
+
+def auth_mode() -> str:
+    return (os.environ.get("RAY_AUTH_MODE") or "disabled").lower()
+
+
+def token_advice() -> str:
+    return (("" if auth_mode() == "token" else "set RAY_AUTH_MODE=token and ") +
+            "give this machine the head's token, as RAY_AUTH_TOKEN=<token> or as a copy of the head's token file at "
+            "~/.ray/auth_token (or where RAY_AUTH_TOKEN_PATH points); `ray get-auth-token` on the head prints it")
+
+
+def check_token_authentication(address: str) -> None:
+    """Without RAY_AUTH_MODE=token here, ask the cluster's GCS once whether it wants a token: a head with token
+    authentication on refuses this driver, and ray.init() would retry for 20 s and then say only "Failed to connect".
+    (From Ray 2.59 `ray start --head` turns it on by itself whenever a token exists on the head, so whoever started
+    the head may not know.) Not in token mode: there Ray aborts the whole process when it finds no token, and
+    ray.init() looks for one first; a wrong token is told apart after ray.init() fails (token_refused)."""
+    if "://" in address or address in ("auto", "local"):
+        return
+    if auth_mode() != "disabled":
+        return
+    try:
+        from ray._raylet import GcsClient
+        from ray.exceptions import AuthenticationError
+    except ImportError:  # another Ray: ray.init() reports what goes wrong
+        return
+    try:
+        GcsClient(address=address)
+    except AuthenticationError:
+        raise StudyError(f"Ray cluster at --address {address} requires token authentication: "
+                         f"{token_advice()}") from None
+    except Exception:  # anything else is left to ray.init(), which says what it is
+        return
+
+
+def token_refused(exc: BaseException) -> bool:
+    """ray.init() wraps the GCS's refusal of a wrong token in RuntimeError and ConnectionError, as text."""
+    from ray.exceptions import AuthenticationError
+
+    while exc is not None:
+        if isinstance(exc, AuthenticationError) or "InvalidAuthToken" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def first_sentence(exc: BaseException) -> str:
+    return str(exc).split(". ")[0].splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def check_listening(address: str) -> None:
