@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -10,9 +11,13 @@ from pathlib import Path
 from study.errors import StudyError
 
 
-def connect_ray(address: str | None) -> None:
+def connect_ray(address: str | None, worker_output: bool = False) -> None:
     """`address` (else RAY_ADDRESS) joins a running cluster; without one, Ray starts here with this machine's
-    CPUs and GPUs. A second call in the same process keeps the first connection."""
+    CPUs and GPUs. A second call in the same process keeps the first connection.
+
+    `worker_output`: show what trials' and seeds' processes print. Off by default: nothing of ours prints there,
+    and what Ray's workers print (a worker stopped by SIGTERM can print a traceback of its own exit) is noise in the
+    user's console; a failing trial's error still reaches the driver and Ray's error file."""
     import ray
     from ray.exceptions import AuthenticationError
 
@@ -22,9 +27,13 @@ def connect_ray(address: str | None) -> None:
     if address:
         check_listening(address)
         check_token_authentication(address)
+    else:
+        # a new local instance turns Ray's token authentication on and warns on stderr that it did: not news to a user
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
         # "local" starts a fresh instance: without it ray.init() joins whatever Ray already runs on this machine
-        ray.init(address=address or "local", include_dashboard=False, logging_level="WARNING")
+        ray.init(address=address or "local", include_dashboard=False, logging_level="WARNING",
+                 log_to_driver=worker_output)
     except AuthenticationError as exc:  # RAY_AUTH_MODE=token but no token here; not a ConnectionError
         raise StudyError(f"Ray token authentication is on here (RAY_AUTH_MODE=token) but finds no token to join "
                          f"--address {address} ({first_sentence(exc)}): {token_advice()}") from None

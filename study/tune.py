@@ -30,6 +30,8 @@ import os
 import shutil
 import sys
 import time
+import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,7 +149,8 @@ def optuna_journal(study_dir: Path):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    return JournalStorage(JournalFileBackend(str(study_dir / "optuna.journal")))
+    # absolute: Ray pickles the searcher with its storage, and a resume may start in another folder
+    return JournalStorage(JournalFileBackend(str((study_dir / "optuna.journal").resolve())))
 
 
 def make_tuner(space: SearchSpace, budget: Budget, seed: int, trainable, study_dir: Path, storage: str,
@@ -156,9 +159,10 @@ def make_tuner(space: SearchSpace, budget: Budget, seed: int, trainable, study_d
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
-    searcher = OptunaSearch(space=space.define_by_run(), metric=METRIC, mode=MODE,
+    from study.searcher import ResumableOptunaSearch
+
+    searcher = ResumableOptunaSearch(space=space.define_by_run(), metric=METRIC, mode=MODE,
                             sampler=optuna.samplers.TPESampler(seed=seed),
                             study_name=space.family, storage=optuna_journal(study_dir))
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=budget.max_epochs,
@@ -387,15 +391,14 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, mnist) -> 
     filesystem = storage_filesystem(storage)
     if tune.Tuner.can_restore(experiment, storage_filesystem=filesystem):
         print(f"resuming the interrupted study from {experiment}", flush=True)
-        repaired = align_search_state_with_trials(experiment)
-        if repaired:
-            print(repaired, flush=True)
-        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
-                                   resume_errored=False, restart_errored=False,
-                                   storage_filesystem=filesystem)
+        with resume_failures_explained(study_dir):
+            repaired = align_search_state_with_trials(experiment)
+            if repaired:
+                print(repaired, flush=True)
+            tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=False,
+                               restart_errored=False, storage_filesystem=filesystem).fit()
     else:
-        tuner = make_tuner(space, budget, args.seed, trainable, study_dir, storage, filesystem)
-    tuner.fit()
+        make_tuner(space, budget, args.seed, trainable, study_dir, storage, filesystem).fit()
     elapsed = time.perf_counter() - start
 
     summary = summarise(experiment, budget)
@@ -420,6 +423,24 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, mnist) -> 
         print(f"warning: {warning}")
     print(f"best config: {study_dir / 'best_config.yaml'}; Optuna study: {study_dir / 'optuna.journal'} "
           f"(optuna-dashboard {study_dir / 'optuna.journal'}); Ray results: {experiment}")
+
+
+@contextmanager
+def resume_failures_explained(study_dir: Path):
+    """A resume that fails in a way this code does not foresee ends in one line that says what to do, its traceback
+    kept in the study dir; nothing of the study is deleted (the next try, or --fresh, decides)."""
+    try:
+        yield
+    except (StudyError, Interrupted, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - anything else from Ray, Optuna or the repairs
+        log = study_dir / "resume-error.log"
+        log.write_text(traceback.format_exc())
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = lines[-1] if lines else type(exc).__name__  # Ray's TuneError holds a whole traceback: its last line
+        raise StudyError(f"resuming the study in {study_dir} failed: {reason} (details in {log}); nothing was "
+                         f"deleted: run the same command again, or add --fresh to start the study over (this "
+                         f"deletes {study_dir})") from None
 
 
 def check_writable(study_dir: Path) -> None:

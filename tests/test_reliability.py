@@ -270,3 +270,133 @@ def test_reruns_killed_mid_way_end_with_each_seed_finished_exactly_once(tmp_path
     assert all(r.info.status in ("FINISHED", "FAILED") for r in runs)  # a run cut off mid-write is FAILED
     [parent] = client.search_runs([experiment], "tags.`study.role` = 'parent'")
     assert parent.info.status == "FINISHED" and parent.data.metrics["n_seeds"] == 6
+
+
+def saved_trial_states(experiment: Path) -> list[tuple[str, int]]:
+    """(status, epochs reported) of each trial in Ray's newest saved experiment state; [] while none is whole."""
+    newest = sorted(experiment.glob("experiment_state-*.json"))
+    try:
+        trials = json.loads(newest[-1].read_text())["trial_data"] if newest else []
+    except (json.JSONDecodeError, KeyError):
+        return []
+    return [(json.loads(trial)["status"], json.loads(runtime)["last_result"].get("training_iteration", 0))
+            for trial, runtime in trials]
+
+
+@pytest.mark.slow
+def test_a_resume_runs_again_trials_that_optuna_saw_finish_after_rays_snapshot(tmp_path, fake_mnist_dir):
+    """The state behind 'UpdateFinishedTrialError on every resume', made on purpose: Ray's last snapshot holds
+    trials as RUNNING, having reported epochs, whose Optuna trials finished after that snapshot, before the kill;
+    one of each end Optuna knows (COMPLETE, FAIL, PRUNED). Ray runs them again on resume; their searcher, restored
+    from the snapshot, must not report to the finished Optuna trials. The study ends with exactly the trials asked
+    for, Optuna keeping its record of the three and agreeing with Ray trial for trial."""
+    import optuna
+    from ray.tune import ExperimentAnalysis
+
+    space = tmp_path / "space.yaml"
+    space.write_text(TINY_SPACE.replace("epochs: 2", "epochs: 200"))  # long enough to catch three running
+    study = tmp_path / "study"
+    args = ["--family", "base", "--space", str(space), "--study-dir", str(study), "--data-dir", str(fake_mnist_dir),
+            "--device", "cpu", "--num-samples", "5", "--max-concurrent", "3", "--cpus-per-trial", "0.5",
+            "--grace-period", "200", "--max-epochs", "200", "--no-rerun"]
+    first = start_in_own_group("study.tune", *args)
+    experiment = study / "ray" / "search"
+    wait_for(lambda: sum(status == "RUNNING" and epochs >= 2
+                         for status, epochs in saved_trial_states(experiment)) >= 3)
+    kill_group(first)
+
+    running = [t for t in ExperimentAnalysis(str(experiment)).trials  # loaded, a RUNNING trial reads PENDING
+               if t.status == "PENDING" and t.last_result.get("training_iteration", 0) >= 2]
+    assert len(running) >= 3
+    journal = optuna_study(study, "base")
+    outcomes = [(TrialState.COMPLETE, 0.5), (TrialState.FAIL, None), (TrialState.PRUNED, None)]
+    finished_in_optuna = {}
+    for ray_trial, (state, value) in zip(running, outcomes):
+        [number] = [t.number for t in journal.trials if t.state == TrialState.RUNNING
+                    and all(ray_trial.config[name] == v for name, v in t.params.items())]
+        journal.tell(number, value, state=state)
+        finished_in_optuna[number] = state
+
+    resumed = run_module("study.tune", *args, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Traceback" not in resumed.stderr, resumed.stderr[-3000:]
+    best = yaml.safe_load((study / "best_config.yaml").read_text())
+    assert best["counts"]["trials"] == 5 and len(trial_dirs(study)) == 5
+    trials = optuna_trials(study)
+    assert {number: trials[number].state for number in finished_in_optuna} == finished_in_optuna
+    [completed] = [number for number, state in finished_in_optuna.items() if state == TrialState.COMPLETE]
+    assert trials[completed].value == 0.5  # Optuna's record stands: its sampler has learned from it
+    assert "3 trial(s) finished in Optuna after Ray's last saved state" in resumed.stdout
+    assert TrialState.RUNNING not in [t.state for t in trials]
+    assert_optuna_agrees_with_ray(study, exactly=True)
+
+
+def assert_optuna_agrees_with_ray(study: Path, exactly: bool) -> None:
+    """Every trial Ray holds has the Optuna trial of its parameters, none is left RUNNING in either, and (exactly)
+    no Optuna trial is left over (a kill may leave some the resume listed or marked FAIL)."""
+    from ray.tune import ExperimentAnalysis
+
+    trials = optuna_trials(study)
+    assert TrialState.RUNNING not in [t.state for t in trials]
+    unclaimed = list(trials)
+    for ray_trial in ExperimentAnalysis(str(study / "ray" / "search")).trials:
+        assert ray_trial.status in ("TERMINATED", "ERROR")
+        matches = [t for t in unclaimed if all(ray_trial.config[n] == v for n, v in t.params.items())]
+        assert matches, f"Ray trial {ray_trial.trial_id} has no Optuna trial"
+        unclaimed.remove(matches[0])
+    assert not unclaimed or not exactly
+
+
+KILL_MOMENTS = {  # when to SIGKILL a study of 8 trials, 2 at a time: a condition on its Ray experiment folder
+    "early, while the first trials start": lambda experiment: len(list(experiment.glob("trial_*"))) >= 1,
+    "middle, half the trials made": lambda experiment: len(list(experiment.glob("trial_*"))) >= 4,
+    "late, while the last trials finish": lambda experiment: len(list(experiment.glob("trial_*"))) >= 8,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", KILL_MOMENTS)
+def test_a_study_of_multi_epoch_trials_killed_at_any_moment_resumes_to_exactly_its_trials(moment, tmp_path,
+                                                                                           fake_mnist_dir):
+    """SIGKILL (the whole process group: no cleanup) at three moments of a study whose trials report many epochs
+    and are stopped early by ASHA; the same command then ends with exactly --num-samples trials, Ray and Optuna
+    agreeing trial for trial."""
+    space = tmp_path / "space.yaml"
+    space.write_text(TINY_SPACE.replace("epochs: 2", "epochs: 40"))
+    study = tmp_path / "study"
+    args = ["--family", "base", "--space", str(space), "--study-dir", str(study), "--data-dir", str(fake_mnist_dir),
+            "--device", "cpu", "--num-samples", "8", "--max-concurrent", "2", "--grace-period", "2", "--no-rerun"]
+    first = start_in_own_group("study.tune", *args)
+    wait_for(lambda: KILL_MOMENTS[moment](study / "ray" / "search") or first.poll() is not None)
+    kill_group(first)
+
+    resumed = run_module("study.tune", *args, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Traceback" not in resumed.stderr, resumed.stderr[-3000:]
+    best = yaml.safe_load((study / "best_config.yaml").read_text())
+    assert best["counts"]["trials"] == 8 and len(trial_dirs(study)) == 8
+    assert_optuna_agrees_with_ray(study, exactly=False)
+
+
+@pytest.mark.slow
+def test_a_resume_that_fails_unforeseen_is_one_line_exit_2_and_deletes_nothing(tmp_path, fake_mnist_dir):
+    """Ray's saved searcher made unreadable (a disk error, a hand edit): the resume cannot go on. The user gets one
+    line saying what failed and what to do, the traceback goes to a log in the study dir, nothing is deleted."""
+    space = tmp_path / "space.yaml"
+    space.write_text(TINY_SPACE)
+    study = tmp_path / "study"
+    args = ["--family", "base", "--space", str(space), "--study-dir", str(study), "--data-dir", str(fake_mnist_dir),
+            "--device", "cpu", "--num-samples", "2", "--no-rerun"]
+    assert run_module("study.tune", *args).returncode == 0
+    (study / "best_config.yaml").unlink()  # as if killed after the search, before the summary: a resume follows
+    [searcher] = (study / "ray" / "search").glob("searcher-state-*.pkl")
+    searcher.write_bytes(searcher.read_bytes()[:40])
+    before = files_under(study)
+
+    done = run_module("study.tune", *args)
+    assert done.returncode == 2, done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"resuming the study in {study} failed" in lines[0], done.stderr[-3000:]
+    assert "--fresh" in lines[0] and "resume-error.log" in lines[0]
+    assert "Traceback" in (study / "resume-error.log").read_text()
+    assert files_under(study) - {"resume-error.log"} >= before and searcher.stat().st_size == 40
