@@ -1,0 +1,50 @@
+"""digit_pairs keeps its exact numbers: metrics of a few families after 2 epochs on the synthetic MNIST, pinned
+from main before the task layer was introduced (commit 9802346). The same config and seed must give the same numbers."""
+
+import pytest
+
+from conftest import small_config
+
+PINNED = [  # (family, overrides, final-epoch metrics of a separate fit with test evaluation)
+    ('base', {},
+     {"test/acc": 0.55, "test/loss": 0.6864423155784607, "train/acc": 0.53, "train/loss": 0.6952240753173828, "val/acc": 0.6166666666666667, "val/loss": 0.6701263189315796}),
+    ('sep_aux', {},
+     {"test/acc": 0.55, "test/digit_acc": 0.075, "test/loss": 2.9959592819213867, "train/acc": 0.53, "train/loss": 2.9756259155273437, "val/acc": 0.6166666666666667, "val/digit_acc": 0.1, "val/loss": 3.008530378341675}),
+    ('aux_reg', {},
+     {"test/acc": 0.45, "test/digit_acc": 0.1125, "test/loss": 5.541849613189697, "train/acc": 0.47, "train/loss": 5.519200439453125, "val/acc": 0.38333333333333336, "val/digit_acc": 0.14166666666666666, "val/loss": 5.057986259460449}),
+    ('joint_head', {},
+     {"test/acc": 0.55, "test/digit_acc": 0.0625, "test/loss": 0.6847531199455261, "train/acc": 0.53, "train/loss": 0.6761569213867188, "val/acc": 0.6166666666666667, "val/digit_acc": 0.10833333333333334, "val/loss": 0.6812495589256287}),
+    ('dense', {'loss': 'mse'},
+     {"test/acc": 0.8, "test/loss": 0.19304460287094116, "train/acc": 0.83, "train/loss": 0.19005828857421875, "val/acc": 0.7833333333333333, "val/loss": 0.18337661027908325}),
+    ('aux', {},
+     {"test/acc": 0.45, "test/digit_acc": 0.3875, "test/loss": 21.924179077148438, "train/acc": 0.44, "train/loss": 21.60870361328125, "val/acc": 0.38333333333333336, "val/digit_acc": 0.44166666666666665, "val/loss": 21.822166442871094}),
+    ('base', {'augment': True},
+     {"test/acc": 0.55, "test/loss": 0.6870704889297485, "train/acc": 0.52, "train/loss": 0.6986729431152344, "val/acc": 0.6166666666666667, "val/loss": 0.6703870892524719}),
+]
+BATCHED_SEEDS_1_2 = [  # base_aux with dropout 0, seeds 1 and 2 trained as one batched model
+    {"test/acc": 0.625, "test/digit_acc": 0.1375, "test/loss": 2.983899688720703, "train/acc": 0.5099999904632568, "train/loss": 2.9852378368377686, "val/acc": 0.43333333333333335, "val/digit_acc": 0.041666666666666664, "val/loss": 3.066608428955078},
+    {"test/acc": 0.55, "test/digit_acc": 0.1, "test/loss": 2.998623085021973, "train/acc": 0.5699999928474426, "train/loss": 2.976083993911743, "val/acc": 0.5333333333333333, "val/digit_acc": 0.10833333333333334, "val/loss": 3.039148712158203},
+]
+METRICS_PINNED = ("train/loss", "train/acc", "val/loss", "val/acc", "val/digit_acc", "test/loss", "test/acc",
+                  "test/digit_acc")
+
+
+def final_metrics(result) -> dict:
+    return {key: value for key, value in result.final.items() if key in METRICS_PINNED}
+
+
+@pytest.mark.parametrize("family, overrides, pinned", PINNED, ids=[f"{f}{o or ''}" for f, o, _ in PINNED])
+def test_a_digit_pair_fit_gives_the_numbers_it_gave_before_the_task_layer(family, overrides, pinned, small_data):
+    from study.train import fit
+
+    result = fit(small_config(family, **overrides), small_data, evaluate_test=True, device="cpu")
+    assert final_metrics(result) == pytest.approx(pinned, rel=1e-6, abs=1e-7)
+
+
+def test_batched_digit_pair_reruns_give_the_numbers_they_gave_before_the_task_layer(fake_mnist):
+    from study.batched import fit_batched
+    from study.data import make_pairs
+
+    datas = [make_pairs(fake_mnist, seed, 100, 60, 40) for seed in (1, 2)]
+    results = fit_batched(small_config("base_aux", dropout=0.0), [1, 2], datas, evaluate_test=True, device="cpu")
+    assert [final_metrics(r) for r in results] == [pytest.approx(p, rel=1e-6, abs=1e-7) for p in BATCHED_SEEDS_1_2]
