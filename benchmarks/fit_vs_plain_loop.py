@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from study.data import load_mnist, make_pairs
+from study.tasks.digit_pairs import load_mnist, make_pairs
 from study.families import build_model
 from study.space import resolve_config
 from study.train import fit

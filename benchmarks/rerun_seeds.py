@@ -14,7 +14,7 @@ import time
 import torch
 
 from study.batched import fit_batched
-from study.data import load_mnist, make_pairs
+from study.tasks.digit_pairs import load_mnist, make_pairs
 from study.space import resolve_config
 from study.train import fit, resolve_device
 

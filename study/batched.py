@@ -2,12 +2,12 @@
 
 Small convnets on a GPU are bound by kernel-launch latency: K seeds in one vmapped model issue the launches of
 one. Each seed keeps what a separate `fit` gives it: its own initialisation (built with torch.manual_seed(seed)),
-its own pairs and shuffling order, its own batch-norm statistics (the buffers are stacked like the weights) and
+its own splits and shuffling order, its own batch-norm statistics (the buffers are stacked like the weights) and
 its own Adam state (Adam is elementwise, so one Adam over stacked parameters is K Adams). With dropout off the
 metrics equal separate runs up to float rounding; with dropout each seed draws its own masks (vmap
 randomness="different"), from another random stream than a separate run would use.
 
-Not for `augment` (a per-image Python transform): `applies()` says when to fall back to separate runs.
+Not for `augment` (digit_pairs' is a per-image Python transform): `applies()` says when to fall back to separate runs.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from study.config import validate_config
-from study.data import PairData
 from study.families import build_model
+from study.tasks import TaskData
 from study.train import EVAL_CHUNK, FitResult, NonFiniteLoss, resolve_device
 
 
@@ -31,7 +31,7 @@ def applies(config: dict) -> str | None:
     return None
 
 
-def fit_batched(config: dict, seeds: list[int], datas: list[PairData], *, evaluate_test: bool = False,
+def fit_batched(config: dict, seeds: list[int], datas: list[TaskData], *, evaluate_test: bool = False,
                 device: str | torch.device | None = None) -> list[FitResult]:
     """Train `config` once per seed (datas[k] drawn with seeds[k]) in one batched model; one FitResult per seed."""
     configs = [validate_config({**config, "seed": seed}) for seed in seeds]
@@ -39,52 +39,49 @@ def fit_batched(config: dict, seeds: list[int], datas: list[PairData], *, evalua
     if reason:
         raise ValueError(f"batched training does not apply: {reason}")
     device = resolve_device(device)
+    spec = datas[0].spec
     models = []
     for cfg in configs:
         torch.manual_seed(cfg["seed"])  # the same initialisation a separate fit(cfg) would draw
-        models.append(build_model(cfg["family"], cfg).to(device))
+        models.append(build_model(spec, cfg).to(device))
     params, buffers = stack_module_state(models)  # each (K, ...) leaf tensors
     base = copy.deepcopy(models[0]).to("meta")
 
-    def forward(p, b, x):
-        return functional_call(base, (p, b), (x,))
-
-    def loss_of(p, b, x, target, digits):
-        out = forward(p, b, x)
-        return base.loss(out, target, digits), out.logit
+    def loss_of(p, b, x, targets):
+        out = functional_call(base, (p, b), (x,))
+        return base.loss(out, targets), out
 
     train_step = vmap(loss_of, randomness="different")
     first = configs[0]
     optimizer = torch.optim.Adam(params.values(), lr=first["lr"], fused=device.type in ("cpu", "cuda"))
-    train_x = torch.stack([d.train.x for d in datas]).to(device)  # (K, N, 2, 14, 14)
-    train_target = torch.stack([d.train.target for d in datas]).to(device)  # (K, N)
-    train_digits = torch.stack([d.train.digits for d in datas]).to(device)  # (K, N, 2)
+    train_x = torch.stack([d.train.x for d in datas]).to(device)  # (K, N, ...)
+    train_targets = {name: torch.stack([d.train.targets[name] for d in datas]).to(device)  # (K, N, ...)
+                     for name in datas[0].train.targets}
     shuffles = [torch.Generator().manual_seed(cfg["seed"]) for cfg in configs]
     n, batch_size, k = train_x.shape[1], first["batch_size"], len(seeds)
     seed_index = torch.arange(k, device=device)[:, None]
-    results = [FitResult(cfg) for cfg in configs]
+    results = [FitResult(cfg, spec) for cfg in configs]
 
     for epoch in range(1, first["epochs"] + 1):
         base.train()
         orders = torch.stack([torch.randperm(n, generator=g) for g in shuffles]).to(device)  # (K, N)
         loss_sum = torch.zeros(k, device=device)
-        correct = torch.zeros(k, device=device, dtype=torch.long)
+        scores = [dict() for _ in range(k)]
         for start in range(0, n, batch_size):
             index = orders[:, start:start + batch_size]  # (K, B): each seed's own batch
-            target = train_target[seed_index, index]
-            losses, logits = train_step(params, buffers, train_x[seed_index, index], target,
-                                        train_digits[seed_index, index])
+            targets = {name: t[seed_index, index] for name, t in train_targets.items()}
+            losses, out = train_step(params, buffers, train_x[seed_index, index], targets)
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()  # seeds share no parameter: each slice gets its own seed's gradient
             optimizer.step()
             loss_sum += losses.detach() * index.shape[1]
-            correct += ((logits.detach() > 0) == target.bool()).sum(1)
+            add_scores(base, {name: o.detach() for name, o in out.items()}, targets, scores)
         train_loss = (loss_sum / n).tolist()
         for cfg, value in zip(configs, train_loss):
             if not math.isfinite(value):
                 raise NonFiniteLoss(f"train/loss is {value} at epoch {epoch} (seed {cfg['seed']})")
-        rows = [{"epoch": epoch, "train/loss": loss, "train/acc": acc}
-                for loss, acc in zip(train_loss, (correct / n).tolist())]
+        rows = [{"epoch": epoch, "train/loss": loss, **score_metrics(seed_scores, "train")}
+                for loss, seed_scores in zip(train_loss, scores)]
         splits = [("val", [d.val for d in datas])] + ([("test", [d.test for d in datas])] if evaluate_test else [])
         for prefix, split in splits:
             for row, metrics in zip(rows, evaluate_batched(base, params, buffers, split, prefix, device)):
@@ -94,29 +91,40 @@ def fit_batched(config: dict, seeds: list[int], datas: list[PairData], *, evalua
     return results
 
 
+def add_scores(base, out: dict, targets: dict, scores: list[dict]) -> None:
+    """Add each seed's head scores (summed, with their counts) of a (K, B, ...) batch to scores[k]."""
+    predictions = base.predict(out)
+    for head in base.predicted_heads(out):
+        target = targets[head.name]
+        per_seed = vmap(head.score)(predictions[head.name], target)  # (K,)
+        for seed_scores, value in zip(scores, per_seed):
+            total, count = seed_scores.get(head, (0, 0))
+            seed_scores[head] = (total + value, count + target[0].numel())
+
+
+def score_metrics(seed_scores: dict, prefix: str) -> dict[str, float]:
+    return {f"{prefix}/{head.metric_name}": float(total) / count for head, (total, count) in seed_scores.items()}
+
+
 @torch.inference_mode()
 def evaluate_batched(base, params, buffers, splits, prefix: str, device) -> list[dict]:
-    """Per seed: loss and accuracy on its own split, in eval mode (batch norm uses each seed's running stats)."""
+    """Per seed: loss and each head's metric on its own split, in eval mode (batch norm uses each seed's running
+    stats)."""
     base.eval()
-    x = torch.stack([s.x for s in splits]).to(device)  # (K, N, 2, 14, 14)
-    target = torch.stack([s.target for s in splits]).to(device)
-    digits = torch.stack([s.digits for s in splits]).to(device)
-    n = x.shape[1]
+    x = torch.stack([s.x for s in splits]).to(device)  # (K, N, ...)
+    targets = {name: torch.stack([s.targets[name] for s in splits]).to(device) for name in splits[0].targets}
+    n, k = x.shape[1], x.shape[0]
 
-    def scores(p, b, xs, ts, ds):
+    def loss_and_out(p, b, xs, ts):
         out = functional_call(base, (p, b), (xs,))
-        right = ((out.logit > 0) == ts.bool()).sum()
-        digit_right = (base.predict_digits(out) == ds).sum() if base.has_aux else torch.zeros((), dtype=torch.long)
-        return base.loss(out, ts, ds) * len(ts), right, digit_right
+        return base.loss(out, ts) * len(xs), out
 
-    loss_sum, correct, digit_correct = 0, 0, 0
+    loss_sum, scores = 0, [dict() for _ in range(k)]
     for start in range(0, n, EVAL_CHUNK):
         chunk = slice(start, start + EVAL_CHUNK)
-        loss, right, digit_right = vmap(scores)(params, buffers, x[:, chunk], target[:, chunk], digits[:, chunk])
-        loss_sum, correct, digit_correct = loss_sum + loss, correct + right, digit_correct + digit_right
-    metrics = [{f"{prefix}/loss": loss / n, f"{prefix}/acc": acc / n}
-               for loss, acc in zip(loss_sum.tolist(), correct.tolist())]
-    if base.has_aux:
-        for row, right in zip(metrics, digit_correct.tolist()):
-            row[f"{prefix}/digit_acc"] = right / (2 * n)
-    return metrics
+        chunk_targets = {name: t[:, chunk] for name, t in targets.items()}
+        loss, out = vmap(loss_and_out)(params, buffers, x[:, chunk], chunk_targets)
+        loss_sum = loss_sum + loss
+        add_scores(base, out, chunk_targets, scores)
+    return [{f"{prefix}/loss": loss / n, **score_metrics(seed_scores, prefix)}
+            for loss, seed_scores in zip(loss_sum.tolist(), scores)]

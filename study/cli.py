@@ -50,9 +50,37 @@ def make_parser(prog: str, description: str, example: str) -> ArgumentParser:
                           formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
+def add_plugin_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugin", action="append", default=[],
+                        help="a module (name or .py path) that registers families or tasks; repeatable; "
+                             "also $STUDY_PLUGINS=mod1,mod2")
+
+
+def add_task_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", default="digit_pairs",
+                        help="the problem studied (default digit_pairs; also arrays, or a plugin's task)")
+    parser.add_argument("--data", help="the arrays task's .npz file")
+    parser.add_argument("--heads", help="the arrays task's heads, when no YAML lies beside --data")
+
+
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", help="MNIST root (torchvision layout); default $STUDY_DATA_DIR, else ./data")
+    parser.add_argument("--data-dir", help="the task's data root (digit_pairs: MNIST in torchvision's layout); "
+                                           "default $STUDY_DATA_DIR, else ./data")
     parser.add_argument("--device", help="torch device, e.g. cpu or cuda:0; default CUDA when available")
+
+
+def load_plugins(args) -> list[str]:
+    """Import the user's modules named by --plugin and $STUDY_PLUGINS: before any family or task is looked up."""
+    from study.plugins import load_plugins as load
+
+    return load(args.plugin)
+
+
+def open_task(args):
+    """The task of --task with its data loaded (a bad name, file or dir is one line naming it)."""
+    from study.tasks import open_task as open_named
+
+    return open_named(args.task, args.data_dir, args.data, args.heads)
 
 
 def add_cluster_flags(parser: argparse.ArgumentParser) -> None:

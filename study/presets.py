@@ -1,6 +1,7 @@
 """Named presets: a published table's rows with the report's own settings, so a reproduction is one command.
 
     presets/<table>.yaml:
+        task: digit_pairs            # optional, digit_pairs by default
         statistic: test/acc          # the statistic the report used (test/acc: final epoch; val/acc_best: max val)
         runs: 10                     # how many runs the report averaged
         common: {lr: 0.001}          # settings every row shares (optional)
@@ -58,8 +59,8 @@ def load_presets(name: str) -> list[Preset]:
     presets = []
     for key in [row] if row else list(rows):
         spec = rows[key]
-        family = spec["family"]
-        defaults = load_space(default_space_path(family), family).defaults()
+        family, task = spec["family"], raw.get("task", "digit_pairs")
+        defaults = load_space(default_space_path(family, task), family, task).defaults()
         try:
             config = validate_config({**defaults, **raw.get("common", {}), **spec.get("config", {})})
         except StudyError as exc:

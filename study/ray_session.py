@@ -11,13 +11,16 @@ from pathlib import Path
 from study.errors import StudyError
 
 
-def connect_ray(address: str | None, worker_output: bool = False) -> None:
+def connect_ray(address: str | None, worker_output: bool = False, plugins: tuple[str, ...] | list[str] = ()) -> None:
     """`address` (else RAY_ADDRESS) joins a running cluster; without one, Ray starts here with this machine's
     CPUs and GPUs. A second call in the same process keeps the first connection.
 
     `worker_output`: show what trials' and seeds' processes print. Off by default: nothing of ours prints there,
     and what Ray's workers print (a worker stopped by SIGTERM can print a traceback of its own exit) is noise in the
-    user's console; a failing trial's error still reaches the driver and Ray's error file."""
+    user's console; a failing trial's error still reaches the driver and Ray's error file.
+    `plugins`: the user's modules (study.plugins) every worker imports before it runs a trial or seed."""
+    from study.plugins import worker_runtime_env
+
     import ray
     from ray.exceptions import AuthenticationError
 
@@ -33,7 +36,7 @@ def connect_ray(address: str | None, worker_output: bool = False) -> None:
     try:
         # "local" starts a fresh instance: without it ray.init() joins whatever Ray already runs on this machine
         ray.init(address=address or "local", include_dashboard=False, logging_level="WARNING",
-                 log_to_driver=worker_output)
+                 log_to_driver=worker_output, runtime_env=worker_runtime_env(list(plugins)) or None)
     except AuthenticationError as exc:  # RAY_AUTH_MODE=token but no token here; not a ConnectionError
         raise StudyError(f"Ray token authentication is on here (RAY_AUTH_MODE=token) but finds no token to join "
                          f"--address {address} ({first_sentence(exc)}): {token_advice()}") from None
@@ -158,8 +161,8 @@ def check_tracking_for_cluster(uri: str) -> None:
                      f"--tracking-uri http://<server>:5000 (or give an absolute sqlite:////path)")
 
 
-def join_cluster_before_writing(address: str | None, tracking_uri: str) -> None:
+def join_cluster_before_writing(address: str | None, tracking_uri: str, plugins: list[str] = ()) -> None:
     """With an address, join the cluster first and check the tracking URI, so a refusal leaves nothing written."""
     if address or os.environ.get("RAY_ADDRESS"):
-        connect_ray(address)
+        connect_ray(address, plugins=plugins)
         check_tracking_for_cluster(tracking_uri)

@@ -46,6 +46,8 @@ def collect(tracker: Tracker) -> list[FamilyResult]:
     for parent in tracker.search(f"tags.`{ROLE}` = 'parent'"):  # newest first
         tags = parent.data.tags
         arm = tags.get("preset") or tags["family"]
+        if tags.get("task", "digit_pairs") != "digit_pairs":
+            arm = f"{tags['task']}/{arm}"  # families of different tasks are never mixed up
         if arm in results:
             continue
         seeds = tracker.finished_seeds(parent.info.run_id).values()
@@ -53,8 +55,9 @@ def collect(tracker: Tracker) -> list[FamilyResult]:
             continue
         metric = lambda name: [run.data.metrics[name] for run in seeds if name in run.data.metrics]  # noqa: E731
         published = {k: tags[k] for k in ("statistic", "published_mean", "published_std")} if "preset" in tags else None
-        results[arm] = FamilyResult(arm, parent.info.run_id, tags.get("config_hash", ""), metric("test/acc"),
-                                    metric("test/acc_at_best_val"), metric("val/acc_best"), published)
+        primary, objective = tags.get("primary_metric", "test/acc"), tags.get("objective", "val/acc")
+        results[arm] = FamilyResult(arm, parent.info.run_id, tags.get("config_hash", ""), metric(primary),
+                                    metric(f"{primary}_at_best_val"), metric(f"{objective}_best"), published)
     return sorted(results.values(), key=lambda r: -describe(r.test)["mean"])
 
 

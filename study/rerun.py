@@ -2,9 +2,10 @@
 
     python -m study.rerun --family sep_aux --seeds 10 --data-dir ../shared/data
     python -m study.rerun --family base --config studies/base/best_config.yaml --epochs 30
+    python -m study.rerun --task arrays --data mnist.npz --family split_heads --seeds 10
 
 Without --config the family's tuned best config (studies/<family>/best_config.yaml, or --study-dir) is used,
-else its search-space defaults. Each seed draws new train/val/test pairs and a new initialisation; the rerun
+else its search-space defaults. Each seed draws new train/val/test splits and a new initialisation; the rerun
 seeds are 1, 2, ... skipping the seed the config was tuned with. Seeds already FINISHED in MLflow for the same
 config are skipped, so an interrupted rerun completes only the missing seeds when run again.
 """
@@ -19,17 +20,20 @@ from pathlib import Path
 from study import cli
 from study.config import validate_config
 from study.errors import Interrupted, StudyError
-from study.families import FAMILIES
 from study.files import read_yaml
 from study.presets import Preset, load_presets
 from study.ray_session import current_node, join_cluster_before_writing
 from study.space import default_space_path, load_space
 from study.stats import describe, format_summary
-from study.tracking import DEFAULT_EXPERIMENT, Tracker, environment_tags, resolve_tracking_uri
+from study.tracking import Tracker, default_experiment, environment_tags, resolve_tracking_uri
 from study.train import NonFiniteLoss
 
-CURVES = ("train/loss", "val/loss", "train/acc", "val/acc", "test/acc")
-SEED_SUMMARY = ("test/acc", "test/acc_at_best_val", "val/acc_best")
+
+def seed_summary_names(spec) -> tuple[str, str, str]:
+    """What each seed contributes to a comparison: the primary test metric at the final epoch and at the
+    best-validation epoch, and the best validation objective over epochs (digit_pairs: test/acc,
+    test/acc_at_best_val, val/acc_best)."""
+    return spec.primary_metric, f"{spec.primary_metric}_at_best_val", f"{spec.objective}_best"
 
 
 def rerun_seeds(tuning_seed: int, count: int) -> list[int]:
@@ -42,17 +46,15 @@ def rerun_seeds(tuning_seed: int, count: int) -> list[int]:
     return seeds
 
 
-def train_seed(config: dict, mnist, threads: int, device: str | None) -> tuple[list[dict], dict, str]:
-    """One seed, run as a Ray task: draw its pairs, fit with test evaluation; returns history, summary and the
+def train_seed(config: dict, task, threads: int, device: str | None) -> tuple[list[dict], dict, str]:
+    """One seed, run as a Ray task: draw its splits, fit with test evaluation; returns history, summary and the
     Ray node it ran on."""
     import torch
 
-    from study.data import make_pairs
     from study.train import fit
 
     torch.set_num_threads(threads)
-    data = make_pairs(mnist, config["seed"], config["n_train"], config["n_val"], config["n_test"])
-    result = fit(config, data, evaluate_test=True, device=device)
+    result = fit(config, task.draw(config["seed"], config), evaluate_test=True, device=device)
     return result.history, result.summary(), current_node()
 
 
@@ -61,16 +63,15 @@ def preset_tags(preset: Preset) -> dict[str, str]:
             "published_std": str(preset.published_std)}
 
 
-def train_seeds_batched(config: dict, seeds: list[int], mnist, threads: int,
+def train_seeds_batched(config: dict, seeds: list[int], task, threads: int,
                         device: str | None) -> list[tuple[int, list[dict], dict, str]]:
     """All `seeds` in one Ray task as one batched model (study.batched); one (seed, history, summary, node) each."""
     import torch
 
     from study.batched import fit_batched
-    from study.data import make_pairs
 
     torch.set_num_threads(threads)
-    datas = [make_pairs(mnist, seed, config["n_train"], config["n_val"], config["n_test"]) for seed in seeds]
+    datas = [task.draw(seed, config) for seed in seeds]
     results = fit_batched(config, seeds, datas, evaluate_test=True, device=device)
     node = current_node()
     return [(seed, result.history, result.summary(), node) for seed, result in zip(seeds, results)]
@@ -88,8 +89,8 @@ def use_batched(mode: str, config: dict, gpus_per_trial: float, device: str | No
     return mode == "on" or (gpus_per_trial > 0 and (device is None or device.startswith("cuda")))
 
 
-def load_config_file(path: str | Path, family: str) -> dict:
-    """A best_config.yaml written by study.tune, or a plain config mapping."""
+def load_config_file(path: str | Path, family: str, task: str = "digit_pairs") -> dict:
+    """A best_config.yaml written by study.tune, or a plain config mapping (without `task`: digit_pairs)."""
     path = Path(path)
     try:
         raw = read_yaml(path)
@@ -102,47 +103,58 @@ def load_config_file(path: str | Path, family: str) -> dict:
         raise StudyError(f"config file {path}: expected a mapping of hyperparameters")
     if config.get("family", family) != family:
         raise StudyError(f"config file {path} is for family {config['family']!r}, not {family!r}")
+    if config.get("task", "digit_pairs") != task:
+        raise StudyError(f"config file {path} is for task {config.get('task', 'digit_pairs')!r}, not {task!r}")
     try:
-        return validate_config({**config, "family": family})
+        return validate_config({**config, "task": task, "family": family})
     except StudyError as exc:
         raise StudyError(f"config file {path}: {exc}") from None
 
 
-def choose_config(family: str, config_path: str | None, study_dir: str | None) -> tuple[dict, str]:
+def choose_config(task: str, family: str, config_path: str | None, study_dir: str | None) -> tuple[dict, str]:
     """(config, where it came from): --config, else the tuned best config, else the space defaults."""
     if config_path:
-        return load_config_file(config_path, family), str(config_path)
-    best = Path(study_dir) if study_dir else Path("studies") / family
+        return load_config_file(config_path, family, task), str(config_path)
+    best = Path(study_dir) if study_dir else default_study_dir(task, family)
     if (best / "best_config.yaml").exists():
-        return load_config_file(best / "best_config.yaml", family), str(best / "best_config.yaml")
-    space = load_space(default_space_path(family), family)
+        return load_config_file(best / "best_config.yaml", family, task), str(best / "best_config.yaml")
+    space = load_space(default_space_path(family, task), family, task)
     return validate_config(space.defaults()), f"{space.path} (defaults, untuned)"
 
 
 @dataclass(frozen=True)
 class Compute:
-    """Where and how trials and seeds run: the flags tune and rerun share."""
+    """Where and how trials and seeds run: the flags tune and rerun share, and the plugins every worker imports."""
 
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     device: str | None = None
     address: str | None = None
     batched: str = "auto"
+    plugins: tuple[str, ...] = ()
 
     @classmethod
-    def from_args(cls, args) -> "Compute":
-        return cls(args.cpus_per_trial, args.gpus_per_trial, args.device, args.address, args.batched)
+    def from_args(cls, args, plugins: list[str] = ()) -> "Compute":
+        return cls(args.cpus_per_trial, args.gpus_per_trial, args.device, args.address, args.batched,
+                   tuple(plugins))
 
 
-def run_reruns(config: dict, seeds: int, tracker: Tracker, mnist, compute: Compute = Compute(),
+def default_study_dir(task: str, family: str) -> Path:
+    """studies/<family> for digit_pairs (as before tasks existed), studies/<task>/<family> for other tasks."""
+    return Path("studies") / family if task == "digit_pairs" else Path("studies") / task / family
+
+
+def run_reruns(config: dict, seeds: int, tracker: Tracker, task, compute: Compute = Compute(),
                preset: Preset | None = None) -> dict:
-    """Train the missing seeds of `config` on Ray, log each to MLflow as it lands; returns the test/acc summary.
+    """Train the missing seeds of `config` on Ray (`task`: the loaded Task they draw their splits from), log each
+    to MLflow as it lands; returns the summary of the task's primary metric (digit_pairs: test/acc).
 
     A seed whose loss turns NaN is logged as a FAILED run tagged `diverged` (and tried again by the next call);
     Ctrl-C marks the parent KILLED and keeps every seed already logged.
     """
     family = config["family"]
-    parent_id = tracker.parent_run(family, config, preset_tags(preset) if preset else None)
+    parent_id = tracker.parent_run(family, config, preset_tags(preset) if preset else None,
+                                   {"primary_metric": task.spec.primary_metric, "objective": task.spec.objective})
     wanted = rerun_seeds(config["seed"], seeds)
     done = tracker.finished_seeds(parent_id)
     missing = [seed for seed in wanted if seed not in done]
@@ -150,32 +162,33 @@ def run_reruns(config: dict, seeds: int, tracker: Tracker, mnist, compute: Compu
           f"{len(wanted) - len(missing)} of {len(wanted)} seeds already finished", flush=True)
     if missing:
         try:
-            train_missing(config, missing, tracker, parent_id, mnist, compute)
+            train_missing(config, missing, tracker, parent_id, task, compute)
         except KeyboardInterrupt:
             tracker.client.set_terminated(parent_id, status="KILLED")
             raise Interrupted("reruns stopped; the seeds logged so far are kept in MLflow: run the same command "
                               "again to train only the missing ones") from None
-    return finalise_parent(tracker, parent_id, config)
+    return finalise_parent(tracker, parent_id, config, task.spec)
 
 
-def train_missing(config: dict, missing: list[int], tracker: Tracker, parent_id: str, mnist,
+def train_missing(config: dict, missing: list[int], tracker: Tracker, parent_id: str, task,
                   compute: Compute) -> None:
     import ray
 
     from study.ray_session import connect_ray
 
-    connect_ray(compute.address)
-    mnist_ref = ray.put(mnist)  # into the object store once, shared by every seed
+    connect_ray(compute.address, plugins=compute.plugins)
+    task_ref = ray.put(task)  # the task's data into the object store once, shared by every seed
     threads = max(1, int(compute.cpus_per_trial))
     resources = {"num_cpus": compute.cpus_per_trial, "num_gpus": compute.gpus_per_trial}
     if use_batched(compute.batched, config, compute.gpus_per_trial, compute.device):
         print(f"  training the {len(missing)} seeds as one batched model", flush=True)
-        task = ray.remote(train_seeds_batched).options(**resources)
-        pending = {task.remote(config, missing, mnist_ref, threads, compute.device): None}
+        remote = ray.remote(train_seeds_batched).options(**resources)
+        pending = {remote.remote(config, missing, task_ref, threads, compute.device): None}
     else:
-        task = ray.remote(train_seed).options(**resources)
-        pending = {task.remote({**config, "seed": seed}, mnist_ref, threads, compute.device): seed
+        remote = ray.remote(train_seed).options(**resources)
+        pending = {remote.remote({**config, "seed": seed}, task_ref, threads, compute.device): seed
                    for seed in missing}
+    primary = task.spec.primary_metric
     tags = environment_tags()
     start, logged = time.perf_counter(), 0
     try:
@@ -198,14 +211,14 @@ def train_missing(config: dict, missing: list[int], tracker: Tracker, parent_id:
                 tracker.log_seed(parent_id, config["family"], {**config, "seed": seed}, history, summary,
                                  {**tags, "ray_node": node})
                 logged += 1
-                print(f"  seed {seed:3d}: test/acc {summary['test/acc']:.4f}  "
+                print(f"  seed {seed:3d}: {primary} {summary[primary]:.4f}  "
                       f"[{logged}/{len(missing)} new, {time.perf_counter() - start:.0f} s]", flush=True)
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
 
 
-def finalise_parent(tracker: Tracker, parent_id: str, config: dict) -> dict:
+def finalise_parent(tracker: Tracker, parent_id: str, config: dict, spec) -> dict:
     """Summary metrics, learning curves and the config on the parent run, from all its FINISHED seeds."""
     from mlflow.entities import Metric
 
@@ -213,7 +226,8 @@ def finalise_parent(tracker: Tracker, parent_id: str, config: dict) -> dict:
     summaries = {}
     metrics = []
     now = int(time.time() * 1000)
-    for name in SEED_SUMMARY:
+    primary, primary_at_best, objective_best = seed_summary_names(spec)
+    for name in (primary, primary_at_best, objective_best):
         values = [run.data.metrics[name] for run in children.values() if name in run.data.metrics]
         summaries[name] = describe(values)
         metrics += [Metric(f"{name}_{stat}", float(value), now, 0)
@@ -221,15 +235,24 @@ def finalise_parent(tracker: Tracker, parent_id: str, config: dict) -> dict:
     metrics.append(Metric("n_seeds", float(len(children)), now, 0))
     tracker.client.log_batch(parent_id, metrics=metrics)
     tracker.client.log_text(parent_id, yaml_dump(config), "config.yaml")
-    curves = {run.data.tags["seed"]: tracker.histories(run.info.run_id, CURVES) for run in children.values()}
-    tracker.client.log_figure(parent_id, learning_curves(config["family"], curves), "learning_curves.png")
+    names = curve_names(spec)
+    curves = {run.data.tags["seed"]: tracker.histories(run.info.run_id, names) for run in children.values()}
+    tracker.client.log_figure(parent_id, learning_curves(config["family"], curves, spec), "learning_curves.png")
     tracker.client.set_terminated(parent_id, status="FINISHED")
-    test = summaries["test/acc"]
-    print(format_summary(f"{config['family']} test/acc (final epoch)", test))
-    print(format_summary(f"{config['family']} test/acc at best-val epoch", summaries["test/acc_at_best_val"]))
-    print(format_summary(f"{config['family']} max val/acc over epochs (report 002's statistic)",
-                         summaries["val/acc_best"]))
-    return test
+    family = config["family"]
+    best = "max" if spec.mode == "max" else "min"
+    print(format_summary(f"{family} {primary} (final epoch)", summaries[primary]))
+    print(format_summary(f"{family} {primary} at best-val epoch", summaries[primary_at_best]))
+    print(format_summary(f"{family} {best} {spec.objective} over epochs"
+                         + (" (report 002's statistic)" if spec.name == "digit_pairs" else ""),
+                         summaries[objective_best]))
+    return summaries[primary]
+
+
+def curve_names(spec) -> tuple[str, ...]:
+    """train/val loss, and the objective head's metric on train, val and test."""
+    stem = spec.objective.split("/", 1)[1]
+    return ("train/loss", "val/loss", f"train/{stem}", f"val/{stem}", f"test/{stem}")
 
 
 def yaml_dump(config: dict) -> str:
@@ -238,14 +261,16 @@ def yaml_dump(config: dict) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def learning_curves(family: str, curves: dict[str, dict[str, list[tuple[int, float]]]]):
-    """Loss and accuracy per epoch: each seed a thin transparent line, the mean across seeds bold."""
+def learning_curves(family: str, curves: dict[str, dict[str, list[tuple[int, float]]]], spec):
+    """Loss and the objective head's metric per epoch: each seed a thin transparent line, the mean across seeds
+    bold."""
     import numpy as np
     from matplotlib.figure import Figure  # not pyplot: no global figure registry to fill and close
 
     figure = Figure(figsize=(11, 4))
     axes = figure.subplots(1, 2)
-    panels = ((axes[0], ("train/loss", "val/loss"), "loss"), (axes[1], ("train/acc", "val/acc", "test/acc"), "accuracy"))
+    names = curve_names(spec)
+    panels = ((axes[0], names[:2], "loss"), (axes[1], names[2:], spec.objective.split("/", 1)[1]))
     for axis, names, label in panels:
         for colour, name in zip(("C0", "C1", "C2"), names):
             series = [dict(history[name]) for history in curves.values() if history.get(name)]
@@ -273,8 +298,8 @@ def add_rerun_flags(parser) -> None:
                         help="train all seeds as one vmapped model (default auto: on when the seeds get a GPU)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, "
                                                "else sqlite under ./mlruns)")
-    parser.add_argument("--experiment", help=f"MLflow experiment (default {DEFAULT_EXPERIMENT}; "
-                                              "for a preset, its table's name)")
+    parser.add_argument("--experiment", help="MLflow experiment (default: the task's name, digit-pairs for "
+                                              "digit_pairs; for a preset, its table's name)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                              "python -m study.rerun --family sep_aux --seeds 10 --data-dir ../shared/data\n"
                              "  python -m study.rerun --preset table1/aux_a10 --seeds 10   # one published row\n"
                              "  python -m study.rerun --preset table1                      # every row of Table I")
-    parser.add_argument("--family", help=f"one of: {', '.join(sorted(FAMILIES))}")
+    parser.add_argument("--family", help="a family of the task (python -m study.families lists them)")
     parser.add_argument("--preset", help="a published table's row (table1/aux_a10) or a whole table (table1); "
                                          "its family and the report's settings, no tuning")
     parser.add_argument("--config", help="config file: a best_config.yaml or a mapping of hyperparameters")
@@ -290,8 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=cli.positive_int, help="override the config's epochs")
     add_rerun_flags(parser)
     cli.add_cluster_flags(parser)
+    cli.add_task_flags(parser)
     cli.add_data_flags(parser)
+    cli.add_plugin_flag(parser)
     args = parser.parse_args(argv)
+    plugins = cli.load_plugins(args)
     if bool(args.family) == bool(args.preset):
         parser.error("give exactly one of --family or --preset")
     if args.preset and args.config:
@@ -301,19 +329,22 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [(preset.config, f"preset {preset.name}", preset) for preset in load_presets(args.preset)]
         experiment = args.experiment or args.preset.partition("/")[0]
         seeds = args.seeds or jobs[0][2].published_runs
+        tasks = {config.get("task", "digit_pairs") for config, _, _ in jobs}
+        if len(tasks) > 1 or tasks != {args.task} and args.task != "digit_pairs":
+            raise StudyError(f"preset {args.preset} is for task {', '.join(sorted(tasks))}, not --task {args.task}")
+        args.task = tasks.pop()
     else:
-        config, source = choose_config(args.family, args.config, args.study_dir)
-        jobs, experiment, seeds = [(config, source, None)], args.experiment or DEFAULT_EXPERIMENT, args.seeds or 10
-    from study.data import load_mnist
-
-    mnist = load_mnist(args.data_dir)  # a bad data dir fails here, before anything is written
-    join_cluster_before_writing(args.address, resolve_tracking_uri(args.tracking_uri))
+        config, source = choose_config(args.task, args.family, args.config, args.study_dir)
+        jobs = [(config, source, None)]
+        experiment, seeds = args.experiment or default_experiment(args.task), args.seeds or 10
+    task = cli.open_task(args)  # a bad data dir or file fails here, before anything is written
+    join_cluster_before_writing(args.address, resolve_tracking_uri(args.tracking_uri), plugins)
     tracker = Tracker(args.tracking_uri, experiment)
     for config, source, preset in jobs:
         if args.epochs:
             config = {**config, "epochs": args.epochs}
         print(f"config from {source}: {config}", flush=True)
-        run_reruns(config, seeds, tracker, mnist, Compute.from_args(args), preset)
+        run_reruns(config, seeds, tracker, task, Compute.from_args(args, plugins), preset)
     return 0
 
 

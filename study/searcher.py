@@ -12,7 +12,24 @@ nothing of it (Optuna's own record of that trial is settled after the search too
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from ray.tune.search.optuna import OptunaSearch
+
+
+def optuna_journal(study_dir: Path):
+    """The Optuna study's storage: a journal file that optuna-dashboard opens and a resume appends to."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    # absolute: Ray pickles the searcher with its storage, and a resume may start in another folder
+    return JournalStorage(JournalFileBackend(str((study_dir / "optuna.journal").resolve())))
+
+
+def optuna_study(study_dir: Path, family: str):
+    import optuna
+
+    return optuna.load_study(study_name=family, storage=optuna_journal(study_dir))
 
 
 class ResumableOptunaSearch(OptunaSearch):

@@ -1,5 +1,6 @@
-"""Search spaces are data: search_spaces/<family>.yaml -> SearchSpace -> defaults or an Optuna define-by-run.
+"""Search spaces are data: search_spaces/<task>/<family>.yaml -> SearchSpace -> defaults or an Optuna define-by-run.
 
+    task: digit_pairs          # optional: default --task (digit_pairs)
     family: sep_aux            # must match --family
     params:                    # tuned; each has a default, so the family also runs untuned
       lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true, default: 1.0e-3}
@@ -22,7 +23,8 @@ import yaml
 
 from study.config import check_keys, check_value, validate_config
 from study.errors import StudyError
-from study.families import family_hyperparameters, get_builder
+from study.families import family_hyperparameters, get_family
+from study.tasks import DEFAULT_TASK, get_task_class
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 PARAM_TYPES = ("float", "int", "categorical", "bool")
@@ -31,8 +33,8 @@ SPEC_KEYS = {"float": {"type", "low", "high", "log", "default"}, "int": {"type",
 BOUNDARY_FRACTION = 0.02  # a best value within 2% of a bound (in the param's own scale) is "at the boundary"
 
 
-def default_space_path(family: str) -> Path:
-    return SPACES_DIR / f"{family}.yaml"
+def default_space_path(family: str, task: str = DEFAULT_TASK) -> Path:
+    return SPACES_DIR / task / f"{family}.yaml"
 
 
 @dataclass(frozen=True)
@@ -80,14 +82,16 @@ class SearchSpace:
     family: str
     params: dict[str, Param]
     fixed: dict
+    task: str = DEFAULT_TASK
 
     def defaults(self) -> dict:
         """The untuned config: every param at its default, plus the fixed values."""
-        return {"family": self.family, **{name: p.default for name, p in self.params.items()}, **self.fixed}
+        return {"task": self.task, "family": self.family, **{name: p.default for name, p in self.params.items()},
+                **self.fixed}
 
     def define_by_run(self) -> "DefineByRun":
         """An Optuna define-by-run function for OptunaSearch: suggests the params, returns the fixed values."""
-        return DefineByRun(tuple(self.params.values()), {"family": self.family, **self.fixed})
+        return DefineByRun(tuple(self.params.values()), {"task": self.task, "family": self.family, **self.fixed})
 
     def boundary_warnings(self, config: dict) -> list[str]:
         """One line per tuned value that sits at an edge of its range: the range may be too narrow."""
@@ -172,11 +176,14 @@ def _param(name: str, spec, where: str) -> Param:
     return Param(name, kind, default, choices=tuple(choices))
 
 
-def load_space(path: str | Path, family: str | None = None) -> SearchSpace:
-    """Read and check a search-space file. With `family`, the file must be for that family."""
+def load_space(path: str | Path, family: str | None = None, task: str | None = None) -> SearchSpace:
+    """Read and check a search-space file. With `family` (and `task`), the file must be for that family (and task);
+    a file without `task:` is for `task`, else digit_pairs."""
     path = Path(path)
+    if task is not None:
+        get_task_class(task)  # an unknown task or family is named as such, not as a missing file
     if family is not None:
-        get_builder(family)  # an unknown family is named as such, not as a missing file
+        get_family(family, task)
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -188,17 +195,21 @@ def load_space(path: str | Path, family: str | None = None) -> SearchSpace:
         at = f" at line {mark.line + 1}" if mark else ""
         raise StudyError(f"{path}: malformed YAML{at}: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict):
-        raise StudyError(f"{path}: expected a mapping with keys family, params, fixed")
+        raise StudyError(f"{path}: expected a mapping with keys task, family, params, fixed")
     for key in raw:
-        if key not in ("family", "params", "fixed"):
-            raise StudyError(f"{path}: unknown top-level key {key!r} (allowed: family, params, fixed)")
+        if key not in ("task", "family", "params", "fixed"):
+            raise StudyError(f"{path}: unknown top-level key {key!r} (allowed: task, family, params, fixed)")
+    file_task = raw.get("task", task or DEFAULT_TASK)
+    if task is not None and file_task != task:
+        raise StudyError(f"{path}: this file is for task {file_task!r}, not {task!r}")
     file_family = raw.get("family", family)
     if file_family is None:
         raise StudyError(f"{path}: missing key 'family'")
     if family is not None and file_family != family:
         raise StudyError(f"{path}: this file is for family {file_family!r}, not {family!r}")
     try:
-        get_builder(file_family)
+        get_task_class(file_task)
+        get_family(file_family, file_task)
     except StudyError as exc:
         raise StudyError(f"{path}: family: {exc}") from None
 
@@ -206,28 +217,29 @@ def load_space(path: str | Path, family: str | None = None) -> SearchSpace:
     for section, value in (("params", params_raw), ("fixed", fixed)):
         if not isinstance(value, dict):
             raise StudyError(f"{path}: {section} must be a mapping, got {type(value).__name__}")
-    check_keys(file_family, [*params_raw, *fixed], where=str(path))
+    check_keys(file_task, file_family, [*params_raw, *fixed], where=str(path))
     both = set(params_raw) & set(fixed)
     if both:
         raise StudyError(f"{path}: key {sorted(both)[0]!r} is both tuned (params) and fixed")
     params = {name: _param(name, spec, f"{path}: params.{name}") for name, spec in params_raw.items()}
     for name, param in params.items():
         for value in param.values_to_check():
-            check_value(name, value, where=f"{path}: params.{name}")
+            check_value(file_task, name, value, where=f"{path}: params.{name}")
     for name, value in fixed.items():
-        check_value(name, value, where=f"{path}: fixed.{name}")
+        check_value(file_task, name, value, where=f"{path}: fixed.{name}")
     missing = [k for k in family_hyperparameters(file_family) if k not in params and k not in fixed]
     if missing:
         raise StudyError(f"{path}: family {file_family!r} needs {', '.join(map(repr, missing))} "
                          f"in params or fixed")
-    space = SearchSpace(path, file_family, params, dict(fixed))
+    space = SearchSpace(path, file_family, params, dict(fixed), file_task)
     validate_config(space.defaults())
     return space
 
 
-def resolve_config(family: str, overrides: dict | None = None, space_path: str | Path | None = None) -> dict:
+def resolve_config(family: str, overrides: dict | None = None, space_path: str | Path | None = None,
+                   task: str = DEFAULT_TASK) -> dict:
     """The family's default config from its search-space file, with `overrides` on top, validated."""
-    space = load_space(space_path or default_space_path(family), family)
+    space = load_space(space_path or default_space_path(family, task), family, task)
     overrides = overrides or {}
-    check_keys(family, overrides, where="override")
+    check_keys(task, family, overrides, where="override")
     return validate_config({**space.defaults(), **overrides})

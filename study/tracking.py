@@ -4,9 +4,9 @@ Only the driver writes (one writer, so SQLite never sees concurrent writers and 
 Default store with no server: SQLite at mlruns/mlflow.db, artifacts under mlruns/artifacts (any SQLite database
 keeps its artifacts in the folder `artifacts` beside it).
 
-    parent  tags: study.role=parent, family, config_hash; params: the config (without seed);
+    parent  tags: study.role=parent, task, family, config_hash; params: the config (without seed);
             metrics: test/acc_mean, _std, _ci95_low, _ci95_high, n_seeds, ...; artifacts: config.yaml, curves
-    child   tags: study.role=seed, mlflow.parentRunId, family, config_hash, seed, git_commit, versions;
+    child   tags: study.role=seed, mlflow.parentRunId, task, family, config_hash, seed, git_commit, versions;
             params: the full config; metrics: per epoch with step=epoch, then the run's summary values
 """
 
@@ -23,6 +23,11 @@ from pathlib import Path
 from study.errors import StudyError
 
 DEFAULT_EXPERIMENT = "digit-pairs"
+
+
+def default_experiment(task: str) -> str:
+    """One experiment per task unless told otherwise: digit-pairs for digit_pairs (as before tasks existed)."""
+    return task.replace("_", "-")
 DEFAULT_STORE = Path("mlruns")
 ROLE = "study.role"
 PARENT_TAG = "mlflow.parentRunId"
@@ -99,9 +104,11 @@ class Tracker:
                                        order_by=["attributes.start_time DESC"])
         return [run for run in runs if statuses is None or run.info.status in statuses]
 
-    def parent_run(self, family: str, config: dict, preset: dict[str, str] | None = None) -> str:
+    def parent_run(self, family: str, config: dict, preset: dict[str, str] | None = None,
+                   metrics: dict[str, str] | None = None) -> str:
         """The parent run of (family, config[, preset]), created on first use. `preset` holds the tags of a
-        published-table preset: preset (its name), statistic, published_mean, published_std."""
+        published-table preset: preset (its name), statistic, published_mean, published_std; `metrics` the names
+        of the task's metrics a report reads (primary_metric, objective)."""
         digest = config_hash(config)
         query = f"tags.`{ROLE}` = 'parent' AND tags.config_hash = '{digest}' AND tags.family = '{family}'"
         if preset:
@@ -112,6 +119,7 @@ class Tracker:
         name = preset["preset"].replace("/", "__") if preset else f"{family}__{digest}"
         run = self.client.create_run(self.experiment_id, run_name=name,
                                      tags={ROLE: "parent", "family": family, "config_hash": digest,
+                                           "task": config.get("task", "digit_pairs"), **(metrics or {}),
                                            **(preset or {})})
         from mlflow.entities import Param
 
@@ -140,7 +148,7 @@ class Tracker:
         seed = config["seed"]
         run = self.client.create_run(self.experiment_id, run_name=f"{family}__seed{seed}", tags={
             ROLE: "seed", PARENT_TAG: parent_id, "family": family, "config_hash": config_hash(config),
-            "seed": str(seed), **tags})
+            "task": config.get("task", "digit_pairs"), "seed": str(seed), **tags})
         run_id = run.info.run_id
         now = run.info.start_time
         metrics = [Metric(name, float(value), now, int(row["epoch"]))
@@ -162,7 +170,7 @@ class Tracker:
         seed = config["seed"]
         run = self.client.create_run(self.experiment_id, run_name=f"{family}__seed{seed}", tags={
             ROLE: "seed", PARENT_TAG: parent_id, "family": family, "config_hash": config_hash(config),
-            "seed": str(seed), "diverged": reason[:500], **tags})
+            "task": config.get("task", "digit_pairs"), "seed": str(seed), "diverged": reason[:500], **tags})
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in sorted(config.items())])
         self.client.set_terminated(run.info.run_id, status="FAILED")
 

@@ -12,13 +12,12 @@ from typing import Callable
 
 import torch
 
-from study.augment import augment_batch
 from study.config import validate_config
-from study.data import PairData, Split
 from study.errors import StudyError
-from study.families import PairModel, build_model
+from study.families import TaskModel, build_model
+from study.tasks import Split, TaskData, TaskSpec
 
-EVAL_CHUNK = 250  # pairs per forward pass when evaluating: larger chunks overflow CPU caches and run slower
+EVAL_CHUNK = 250  # examples per forward pass when evaluating: larger chunks overflow CPU caches and run slower
 
 
 class NonFiniteLoss(RuntimeError):
@@ -41,8 +40,9 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 @dataclass
 class FitResult:
     config: dict
+    spec: TaskSpec
     history: list[dict] = field(default_factory=list)  # one metrics dict per epoch, as reported
-    model: PairModel | None = None
+    model: TaskModel | None = None
 
     @property
     def final(self) -> dict:
@@ -50,50 +50,68 @@ class FitResult:
 
     @property
     def best_epoch(self) -> int:
-        """The first epoch with the highest validation accuracy."""
-        return max(self.history, key=lambda m: (m["val/acc"], -m["epoch"]))["epoch"]
+        """The first epoch with the best value of the task's objective (e.g. the highest validation accuracy)."""
+        sign = 1 if self.spec.mode == "max" else -1
+        return max(self.history, key=lambda m: (sign * m[self.spec.objective], -m["epoch"]))["epoch"]
 
     def summary(self) -> dict:
-        """The statistics a study compares: final-epoch values, best-val-epoch values, max val acc."""
+        """The statistics a study compares: final-epoch values, best-val-epoch values, the best objective.
+        digit_pairs: val/acc, val/acc_best, best_epoch, test/acc, test/acc_at_best_val."""
+        objective, primary = self.spec.objective, self.spec.primary_metric
         best = self.history[self.best_epoch - 1]
-        out = {"val/acc": self.final["val/acc"], "val/acc_best": best["val/acc"], "best_epoch": best["epoch"]}
-        if "test/acc" in self.final:
-            out["test/acc"] = self.final["test/acc"]
-            out["test/acc_at_best_val"] = best["test/acc"]
+        out = {objective: self.final[objective], f"{objective}_best": best[objective], "best_epoch": best["epoch"]}
+        if primary in self.final:
+            out[primary] = self.final[primary]
+            out[f"{primary}_at_best_val"] = best[primary]
         return out
 
 
+class Scores:
+    """Running sums of each head's score (on the device: no host sync per batch) and their counts."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.sums, self.counts = device, {}, {}
+
+    def add(self, model: TaskModel, out: dict, targets: dict) -> None:
+        predictions = model.predict(out)
+        for head in model.predicted_heads(out):
+            score = head.score(predictions[head.name], targets[head.name])
+            self.sums[head] = self.sums.get(head, torch.zeros((), device=self.device)) + score
+            self.counts[head] = self.counts.get(head, 0) + targets[head.name].numel()
+
+    def metrics(self, prefix: str) -> dict[str, float]:
+        return {f"{prefix}/{head.metric_name}": self.sums[head].item() / self.counts[head] for head in self.sums}
+
+
 @torch.inference_mode()
-def evaluate(model: PairModel, split: Split, prefix: str) -> dict[str, float]:
-    """Loss and accuracy of `model` on `split` in eval mode, named `{prefix}/loss`, `{prefix}/acc`, ..."""
+def evaluate(model: TaskModel, split: Split, prefix: str) -> dict[str, float]:
+    """Loss and each head's metric of `model` on `split` in eval mode: `{prefix}/loss`, `{prefix}/acc`, ..."""
     model.eval()
-    loss_sum, correct, digit_correct = 0.0, 0, 0
+    loss_sum, scores = 0.0, Scores(split.x.device)
     for start in range(0, len(split), EVAL_CHUNK):
-        x, target, digits = (t[start:start + EVAL_CHUNK] for t in (split.x, split.target, split.digits))
+        x, targets = split.rows(slice(start, start + EVAL_CHUNK))
         out = model(x)
-        loss_sum += model.loss(out, target, digits).item() * len(target)
-        correct += ((out.logit > 0) == target.bool()).sum().item()
-        if model.has_aux:
-            digit_correct += (model.predict_digits(out) == digits).sum().item()
-    metrics = {f"{prefix}/loss": loss_sum / len(split), f"{prefix}/acc": correct / len(split)}
-    if model.has_aux:
-        metrics[f"{prefix}/digit_acc"] = digit_correct / (2 * len(split))
-    return metrics
+        loss_sum += model.loss(out, targets).item() * len(x)
+        scores.add(model, out, targets)
+    return {f"{prefix}/loss": loss_sum / len(split), **scores.metrics(prefix)}
 
 
-def fit(config: dict, data: PairData, report: Callable[[dict], None] | None = None, *,
+def fit(config: dict, data: TaskData, report: Callable[[dict], None] | None = None, *,
         evaluate_test: bool = False, device: str | torch.device | None = None) -> FitResult:
-    """Train `config["family"]` on `data` for `config["epochs"]` epochs.
+    """Train `config["family"]` on `data` (a task's splits) for `config["epochs"]` epochs.
 
-    `data` must be drawn with the same seed (see study.data.make_pairs); `config["seed"]` also seeds the
+    `data` must be drawn with the same seed (task.draw(seed, config)); `config["seed"]` also seeds the
     initialisation, dropout and shuffling, so the same config and seed on CPU give identical metrics.
-    `evaluate_test` adds `test/acc` every epoch: final reruns only, never tuning.
+    `evaluate_test` adds the test metrics every epoch: final reruns only, never tuning.
     Raises NonFiniteLoss when the training loss stops being finite.
     """
     config = validate_config(config)
+    spec = data.spec
+    if config["augment"] and spec.augment is None:
+        raise StudyError(f"augment: task {spec.name!r} has no augmentation")
     device = resolve_device(device)
     torch.manual_seed(config["seed"])
-    model = build_model(config["family"], config).to(device)
+    model = build_model(spec, config).to(device)
     # The fused kernel updates all parameters in one op: ~7% faster per epoch on CPU for these small nets.
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"], fused=device.type in ("cpu", "cuda"))
     train = data.train.to(device)
@@ -102,31 +120,30 @@ def fit(config: dict, data: PairData, report: Callable[[dict], None] | None = No
     val, test = data.val.to(device), (data.test.to(device) if evaluate_test else None)
     shuffle = torch.Generator().manual_seed(config["seed"])
     batch_size, n = config["batch_size"], len(train)
-    result = FitResult(config, model=model)
+    result = FitResult(config, spec, model=model)
 
     for epoch in range(1, config["epochs"] + 1):
         model.train()
         order = torch.randperm(n, generator=shuffle).to(device)
         loss_sum = torch.zeros((), device=device)  # summed on the device: no host sync per step
-        correct = torch.zeros((), device=device, dtype=torch.long)
+        scores = Scores(device)
         for start in range(0, n, batch_size):
             index = order[start:start + batch_size]
-            x, target, digits = train.x[index], train.target[index], train.digits[index]  # (B, 2, 14, 14), ...
+            x, targets = train.rows(index)  # (B, ...), {head: (B, ...)}
             if config["augment"]:
-                x, target, digits = augment_batch(x, digits)
-            out = model(x)  # logit (B,)
-            loss = model.loss(out, target, digits)
+                x, targets = spec.augment(x, targets)
+            out = model(x)  # {head: (B, ...)}
+            loss = model.loss(out, targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             loss_sum += loss.detach() * len(index)
-            correct += ((out.logit.detach() > 0) == target.bool()).sum()
+            scores.add(model, {name: output.detach() for name, output in out.items()}, targets)
 
         train_loss = loss_sum.item() / n
         if not math.isfinite(train_loss):
             raise NonFiniteLoss(f"train/loss is {train_loss} at epoch {epoch} (config {config})")
-        metrics = {"epoch": epoch, "train/loss": train_loss, "train/acc": correct.item() / n,
-                   **evaluate(model, val, "val")}
+        metrics = {"epoch": epoch, "train/loss": train_loss, **scores.metrics("train"), **evaluate(model, val, "val")}
         if test is not None:
             metrics.update(evaluate(model, test, "test"))
         result.history.append(metrics)

@@ -2,19 +2,21 @@
 
     python -m study.tune --family sep_aux --data-dir ../shared/data
     python -m study.tune --family base --num-samples 40 --max-epochs 30 --space my_space.yaml
+    python -m study.tune --task arrays --data mnist.npz --family split_heads
 
-The objective is validation accuracy; the test split never reaches a tuning trial. Every trial of a study
-trains on the same pairs (the study's `--seed` draws them and seeds the sampler). Run the same command again
+The objective is the task's validation metric (digit_pairs: validation accuracy); the test split never reaches a
+tuning trial. Every trial of a study trains on the same splits (the study's `--seed` draws them and seeds the
+sampler). Run the same command again
 after an interruption and it resumes (Tuner.restore); `--fresh` starts over; a finished study is shown, not rerun.
 
-Study directory (`--study-dir`, default studies/<family>):
+Study directory (`--study-dir`, default studies/<family>, or studies/<task>/<family> beside digit_pairs):
     study.yaml        the study's settings; a resume must match them
     optuna.journal    the Optuna study (JournalStorage): `optuna-dashboard optuna.journal`
     ray/search/       Ray Tune's experiment state and per-trial results
     best_config.yaml  the best trial's config and validation score, written once the search ends
 
-How early-stopped trials reach the sampler: every trial reports `val/acc_best`, the best validation accuracy
-of its epochs so far, and that is both ASHA's and Optuna's objective. A trial ASHA stops reaches Optuna as
+How early-stopped trials reach the sampler: every trial reports the best of the objective over its epochs so far
+(`val/acc_best` for digit_pairs), and that is both ASHA's and Optuna's objective. A trial ASHA stops reaches Optuna as
 COMPLETE with its best value within the epochs it was given: a lower bound of what it would have reached, which
 ranks it below the trials that earned more epochs (the sampler learns "poor region" from it, as intended). The
 best config is chosen among the trials that trained the full `--max-epochs`, so its score and its epoch budget
@@ -23,8 +25,6 @@ belong together.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import shutil
@@ -36,21 +36,41 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from study import cli
-from study.atomic_storage import remove_partial_files, storage_filesystem
+from study.atomic_storage import storage_filesystem
 from study.config import validate_config
 from study.errors import Interrupted, StudyError
-from study.families import FAMILIES
+from study.faults import inject_fault
 from study.files import read_yaml, write_yaml
+from study.interruptions import settle_what_interruptions_left
 from study.ray_session import (check_reachable_from_every_node, connect_ray, current_node,
                                join_cluster_before_writing)
-from study.ray_snapshot import align_search_state_with_trials, restore_lost_trial_files
-from study.rerun import Compute, add_rerun_flags, load_config_file, run_reruns
+from study.ray_snapshot import align_search_state_with_trials
+from study.rerun import Compute, add_rerun_flags, default_study_dir, load_config_file, run_reruns
 from study.space import SearchSpace, default_space_path, load_space
-from study.tracking import DEFAULT_EXPERIMENT, Tracker, resolve_tracking_uri
-
-METRIC, MODE = "val/acc_best", "max"
+from study.tracking import Tracker, default_experiment, resolve_tracking_uri
 EXPERIMENT = "search"
 TOP_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What ASHA and Optuna optimise: the running best of the task's validation objective over a trial's epochs
+    (digit_pairs: val/acc_best, the best validation accuracy so far, maximised)."""
+
+    metric: str
+    mode: str
+
+    @classmethod
+    def of(cls, spec) -> "Objective":
+        return cls(f"{spec.objective}_best", spec.mode)
+
+    @property
+    def worst(self) -> float:
+        """What a diverged trial reports: no trial can be worse."""
+        return 0.0 if self.mode == "max" else math.inf
+
+    def better(self, a: float, b: float) -> float:
+        return max(a, b) if self.mode == "max" else min(a, b)
 
 
 @dataclass(frozen=True)
@@ -66,7 +86,7 @@ class Budget:
 
 
 def study_dir_for(args) -> Path:
-    return Path(args.study_dir) if args.study_dir else Path("studies") / args.family
+    return Path(args.study_dir) if args.study_dir else default_study_dir(args.task, args.family)
 
 
 def study_settings(space: SearchSpace, budget: Budget, seed: int, storage: str | None) -> dict:
@@ -76,19 +96,20 @@ def study_settings(space: SearchSpace, budget: Budget, seed: int, storage: str |
     for spec in params.values():
         if "choices" in spec:
             spec["choices"] = list(spec["choices"])
-    return {"family": space.family, "seed": seed, "params": params, "fixed": space.fixed,
+    return {"task": space.task, "family": space.family, "seed": seed, "params": params, "fixed": space.fixed,
             "num_samples": budget.num_samples, "max_epochs": budget.max_epochs,
             "grace_period": budget.grace_period, "storage": storage}
 
 
 # --- what runs inside a Ray trial ----------------------------------------------------------------------------
 
-def run_trial(config: dict, data, threads: int, device: str | None) -> None:
-    """A Ray Tune function trainable: fit() with one `ray.tune.report` per epoch, plus the running best.
+def run_trial(config: dict, data, objective: Objective, threads: int, device: str | None) -> None:
+    """A Ray Tune function trainable: fit() with one `ray.tune.report` per epoch, plus the running best of the
+    objective.
 
     A trial whose loss turns NaN or infinite ends at once with one last report, `diverged: 1` and the worst value
-    (val/acc_best = 0) for ASHA and Optuna; it is counted as failed and never chosen as best. Any other exception
-    fails the trial, which Ray retries up to --max-failures times before it counts as errored.
+    (e.g. val/acc_best = 0) for ASHA and Optuna; it is counted as failed and never chosen as best. Any other
+    exception fails the trial, which Ray retries up to --max-failures times before it counts as errored.
     """
     import torch
     from ray import tune
@@ -97,34 +118,19 @@ def run_trial(config: dict, data, threads: int, device: str | None) -> None:
 
     inject_fault(config)
     torch.set_num_threads(threads)
-    best = -math.inf
+    best = None
     node = current_node()[:12]  # which cluster node ran the trial, kept in its results
 
     def report(metrics: dict) -> None:
         nonlocal best
-        best = max(best, metrics["val/acc"])
-        tune.report({**metrics, METRIC: best, "node": node, "diverged": 0})
+        value = metrics[data.spec.objective]
+        best = value if best is None else objective.better(best, value)
+        tune.report({**metrics, objective.metric: best, "node": node, "diverged": 0})
 
     try:
         fit(config, data, report=report, device=device)
     except NonFiniteLoss:
-        tune.report({METRIC: 0.0, "node": node, "diverged": 1})
-
-
-FAULT_RATE_VARIABLE = "STUDY_INJECT_FAULTS"
-
-
-def inject_fault(config: dict) -> None:
-    """Test-only hook: with STUDY_INJECT_FAULTS=r set, a fraction r of configs (chosen by a hash of the config,
-    so a retry fails again) raise, as a trial that runs out of memory would."""
-    rate = float(os.environ.get(FAULT_RATE_VARIABLE, "0") or 0)
-    if rate > 0 and faulty(config, rate):
-        raise RuntimeError(f"fault injected by {FAULT_RATE_VARIABLE}={rate}")
-
-
-def faulty(config: dict, rate: float) -> bool:
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).digest()
-    return int.from_bytes(digest[:4], "big") / 2 ** 32 < rate
+        tune.report({objective.metric: objective.worst, "node": node, "diverged": 1})
 
 
 # --- the driver ----------------------------------------------------------------------------------------------
@@ -144,32 +150,23 @@ def storage_root(storage: str | None, study_dir: Path) -> str:
     return str((Path(storage) / study_dir.resolve().name).resolve())
 
 
-def optuna_journal(study_dir: Path):
-    """The Optuna study's storage: a journal file that optuna-dashboard opens and a resume appends to."""
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    # absolute: Ray pickles the searcher with its storage, and a resume may start in another folder
-    return JournalStorage(JournalFileBackend(str((study_dir / "optuna.journal").resolve())))
-
-
-def make_tuner(space: SearchSpace, budget: Budget, seed: int, trainable, study_dir: Path, storage: str,
-               filesystem):
+def make_tuner(space: SearchSpace, budget: Budget, objective: Objective, seed: int, trainable, study_dir: Path,
+               storage: str, filesystem):
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
 
-    from study.searcher import ResumableOptunaSearch
+    from study.searcher import ResumableOptunaSearch, optuna_journal
 
-    searcher = ResumableOptunaSearch(space=space.define_by_run(), metric=METRIC, mode=MODE,
+    searcher = ResumableOptunaSearch(space=space.define_by_run(), metric=objective.metric, mode=objective.mode,
                             sampler=optuna.samplers.TPESampler(seed=seed),
                             study_name=space.family, storage=optuna_journal(study_dir))
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=budget.max_epochs,
                               grace_period=budget.grace_period, reduction_factor=3)
     return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, num_samples=budget.num_samples,
+        tune_config=tune.TuneConfig(metric=objective.metric, mode=objective.mode, num_samples=budget.num_samples,
                                     search_alg=ConcurrencyLimiter(searcher, max_concurrent=budget.max_concurrent),
                                     scheduler=scheduler, time_budget_s=budget.time_budget,
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_name),
@@ -180,109 +177,18 @@ def make_tuner(space: SearchSpace, budget: Budget, seed: int, trainable, study_d
     )
 
 
-def optuna_study(study_dir: Path, family: str):
-    import optuna
-
-    return optuna.load_study(study_name=family, storage=optuna_journal(study_dir))
-
-
-def reconcile_optuna_with_ray(study_dir: Path, family: str, ray_trials: list[dict]) -> dict:
-    """Match the Optuna study to Ray's saved trials once the search has finished, each Ray trial claiming the
-    Optuna trial with its parameters. A kill leaves Optuna and Ray's snapshot out of step:
-    - a claimed trial still RUNNING finished in Ray, but the searcher restored from an older snapshot never told
-      Optuna: it is told Ray's outcome;
-    - an unclaimed trial still RUNNING was asked for after Ray's last snapshot and never finished: marked FAIL;
-    - an unclaimed finished trial ran to the end after Ray's last snapshot; Optuna cannot undo it (its sampler
-      learned from it), so it is listed in the study's user attribute `not_in_ray_results`.
-    Returns the three counts."""
-    from optuna.trial import TrialState
-
-    counts = {"told_ray_outcome": 0, "never_ran": 0, "not_in_ray_results": 0}
-    if not (study_dir / "optuna.journal").exists():
-        return counts
-    study = optuna_study(study_dir, family)
-    unclaimed = list(ray_trials)
-
-    def claim(trial) -> dict | None:
-        for i, ray_trial in enumerate(unclaimed):
-            if all(ray_trial["config"].get(name) == value for name, value in trial.params.items()):
-                return unclaimed.pop(i)
-        return None
-
-    not_in_ray = []
-    for trial in study.get_trials(deepcopy=False):
-        ray_trial = claim(trial)
-        if trial.state == TrialState.RUNNING and ray_trial is not None:
-            value = ray_trial["value"]  # what OptunaSearch tells: FAIL if errored, PRUNED if it never reported
-            state = (TrialState.FAIL if ray_trial["status"] == "ERROR" else
-                     TrialState.PRUNED if value is None else TrialState.COMPLETE)
-            study.tell(trial.number, value if state == TrialState.COMPLETE else None, state=state)
-            counts["told_ray_outcome"] += 1
-        elif trial.state == TrialState.RUNNING:
-            study.tell(trial.number, state=TrialState.FAIL)
-            counts["never_ran"] += 1
-        elif ray_trial is None:
-            not_in_ray.append(trial.number)
-    if not_in_ray:
-        study.set_user_attr("not_in_ray_results", not_in_ray)
-    counts["not_in_ray_results"] = len(not_in_ray)
-    return counts
-
-
-def set_aside_orphaned_trial_dirs(experiment: str, known: set[str]) -> int:
-    """A kill can land after Ray created a trial's folder but before it saved its own state: that trial is not
-    part of the study (the restored study runs its own). Move such folders aside, so the experiment folder holds
-    exactly the study's trials."""
-    if "://" in experiment:
-        return 0
-    folder = Path(experiment)
-    strays = [d for d in folder.glob("trial_*") if d.is_dir() and d.name[len("trial_"):] not in known]
-    for stray in strays:
-        (folder / "orphaned").mkdir(exist_ok=True)
-        shutil.move(str(stray), str(folder / "orphaned" / stray.name))
-    return len(strays)
-
-
-def settle_what_interruptions_left(study_dir: Path, family: str, experiment: str, summary: dict) -> dict:
-    """Once the search has finished: make Optuna agree with Ray's trials, restore trial files a kill lost, set
-    aside folders of trials Ray never saved, delete partial files. Says what it did; returns Optuna's counts."""
-    saved = summary["saved_trials"]
-    outcomes = [{"config": t.config, "status": t.status, "value": t.last_result.get(METRIC)} for t in saved]
-    reconciled = reconcile_optuna_with_ray(study_dir, family, outcomes)
-    if reconciled["told_ray_outcome"]:
-        print(f"{reconciled['told_ray_outcome']} Optuna trial(s) told the outcome Ray recorded (their searcher "
-              f"was restored from a snapshot older than Ray's trials)")
-    if reconciled["never_ran"]:
-        print(f"{reconciled['never_ran']} Optuna trial(s) asked for just before an interruption never finished; "
-              f"marked FAIL")
-    if reconciled["not_in_ray_results"]:
-        print(f"{reconciled['not_in_ray_results']} Optuna trial(s) finished after Ray's last saved state, before "
-              f"an interruption; Ray ran others in their place. Listed in the Optuna study's user attribute "
-              f"not_in_ray_results")
-    restored = restore_lost_trial_files(experiment, saved)
-    if restored:
-        print(f"{len(restored)} trial folder(s) left behind Ray's saved state by an interruption during Ray's copy "
-              f"to storage: params.json and the last result restored from it ({', '.join(restored)})")
-    set_aside = set_aside_orphaned_trial_dirs(experiment, {t.trial_id for t in saved})
-    if set_aside:
-        print(f"{set_aside} trial folder(s) started just before an interruption, after Ray's last saved state, "
-              f"moved to {experiment}/orphaned/")
-    remove_partial_files(experiment)  # left by copies a kill cut short; the files they were replacing are whole
-    return reconciled
-
-
-def summarise(experiment: str, budget: Budget) -> dict:
-    """Counts and ranked trials, read from the experiment state Ray saved (what a resume would see)."""
+def summarise(experiment: str, budget: Budget, objective: Objective) -> dict:
+    """Counts and ranked trials (best first), read from the experiment state Ray saved (what a resume would see)."""
     from ray.tune import ExperimentAnalysis
 
     trials = ExperimentAnalysis(experiment).trials
-    ranked = []
+    ranked, metric, sign = [], objective.metric, 1 if objective.mode == "max" else -1
     for trial in trials:
-        if trial.status == "TERMINATED" and METRIC in trial.last_result and not trial.last_result.get("diverged"):
+        if trial.status == "TERMINATED" and metric in trial.last_result and not trial.last_result.get("diverged"):
             epochs = trial.last_result["training_iteration"]
             ranked.append({"trial_id": trial.trial_id, "config": trial.config, "epochs": epochs,
-                           METRIC: trial.last_result[METRIC], "full_budget": epochs >= budget.max_epochs})
-    ranked.sort(key=lambda t: (t["full_budget"], t[METRIC]), reverse=True)
+                           "value": trial.last_result[metric], "full_budget": epochs >= budget.max_epochs})
+    ranked.sort(key=lambda t: (t["full_budget"], sign * t["value"]), reverse=True)
     full = sum(t["full_budget"] for t in ranked)
     return {"saved_trials": trials, "trials": len(trials), "completed": full, "stopped_early": len(ranked) - full,
             "diverged": sum(t.status == "TERMINATED" and bool(t.last_result.get("diverged")) for t in trials),
@@ -290,10 +196,10 @@ def summarise(experiment: str, budget: Budget) -> dict:
             "unfinished": sum(t.status not in ("TERMINATED", "ERROR") for t in trials), "ranked": ranked}
 
 
-def print_top(summary: dict, space: SearchSpace) -> None:
+def print_top(summary: dict, space: SearchSpace, objective: Objective) -> None:
     names = list(space.params)
-    header = ["trial", METRIC, "epochs", *names]
-    rows = [[t["trial_id"], f"{t[METRIC]:.4f}", str(t["epochs"]),
+    header = ["trial", objective.metric, "epochs", *names]
+    rows = [[t["trial_id"], f"{t['value']:.4f}", str(t["epochs"]),
              *(f"{t['config'][n]:.4g}" if isinstance(t["config"][n], float) else str(t["config"][n])
                for n in names)] for t in summary["ranked"][:TOP_SHOWN]]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
@@ -306,15 +212,16 @@ def print_top(summary: dict, space: SearchSpace) -> None:
 
 def show_finished(study_dir: Path) -> None:
     best = read_yaml(study_dir / "best_config.yaml")
+    objective = best.get("objective", "val/acc_best")  # best configs written before tasks existed
     print(f"study in {study_dir} is finished ({best['counts']['trials']} trials); --fresh starts it over")
-    print(f"best {METRIC} {best[METRIC]:.4f}: {best['config']}")
+    print(f"best {objective} {best[objective]:.4f}: {best['config']}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.make_parser("study.tune", __doc__.splitlines()[0],
                              "python -m study.tune --family sep_aux --num-samples 24 --data-dir ../shared/data")
-    parser.add_argument("--family", required=True, help=f"one of: {', '.join(sorted(FAMILIES))}")
-    parser.add_argument("--space", help="search-space YAML (default search_spaces/<family>.yaml)")
+    parser.add_argument("--family", required=True, help="a family of the task (python -m study.families lists them)")
+    parser.add_argument("--space", help="search-space YAML (default search_spaces/<task>/<family>.yaml)")
     parser.add_argument("--num-samples", type=cli.positive_int, default=24, help="trials to run (default 24)")
     parser.add_argument("--max-epochs", type=cli.positive_int,
                         help="epochs of a trial that is never stopped early (default: epochs in the space file)")
@@ -323,8 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrent", type=cli.positive_int, default=2, help="trials at once (default 2)")
     parser.add_argument("--time-budget", type=cli.positive_float, help="seconds; stop starting trials after it")
     parser.add_argument("--seed", type=cli.non_negative_int, default=0,
-                        help="seeds the sampler and draws the pairs all trials share (default 0)")
-    parser.add_argument("--study-dir", help="where the study lives (default studies/<family>)")
+                        help="seeds the sampler and draws the splits all trials share (default 0)")
+    parser.add_argument("--study-dir", help="where the study lives (default studies/<family> for digit_pairs, "
+                                            "else studies/<task>/<family>)")
     parser.add_argument("--storage", help="Ray's results location (default <study dir>/ray); on a multi-node "
                                           "cluster a path every node reaches, or s3://bucket/dir")
     parser.add_argument("--fresh", action="store_true", help="delete the study in --study-dir and start over")
@@ -333,10 +241,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-rerun", action="store_true", help="stop after the search")
     add_rerun_flags(parser)
     cli.add_cluster_flags(parser)
+    cli.add_task_flags(parser)
     cli.add_data_flags(parser)
+    cli.add_plugin_flag(parser)
     args = parser.parse_args(argv)
+    plugins = cli.load_plugins(args)
 
-    space = load_space(args.space or default_space_path(args.family), args.family)
+    space = load_space(args.space or default_space_path(args.family, args.task), args.family, args.task)
     fixed_epochs = space.fixed.get("epochs")
     max_epochs = args.max_epochs or fixed_epochs or 25
     budget = Budget(args.num_samples, max_epochs, args.grace_period or min(3, max_epochs),
@@ -345,34 +256,30 @@ def main(argv: list[str] | None = None) -> int:
     if budget.grace_period > budget.max_epochs:
         raise StudyError(f"--grace-period {budget.grace_period} exceeds --max-epochs {budget.max_epochs}")
     space = SearchSpace(space.path, space.family, space.params, {**space.fixed, "epochs": budget.max_epochs,
-                                                                   "seed": args.seed})
+                                                                   "seed": args.seed}, space.task)
     # Every check a user's input can fail comes before the first write: data, cluster, study dir, tracking store.
-    from study.data import load_mnist
-
-    mnist = load_mnist(args.data_dir)
-    join_cluster_before_writing(args.address, resolve_tracking_uri(args.tracking_uri))
+    task = cli.open_task(args)
+    join_cluster_before_writing(args.address, resolve_tracking_uri(args.tracking_uri), plugins)
     study_dir = study_dir_for(args)
     check_writable(study_dir)
-    tracker = None if args.no_rerun else Tracker(args.tracking_uri, args.experiment or DEFAULT_EXPERIMENT)
+    tracker = None if args.no_rerun else Tracker(args.tracking_uri, args.experiment or default_experiment(args.task))
     prepare_study_dir(study_dir, study_settings(space, budget, args.seed, args.storage), args.fresh)
     if (study_dir / "best_config.yaml").exists():
         show_finished(study_dir)
     else:
-        search(args, space, budget, study_dir, mnist)
+        search(args, space, budget, study_dir, task, plugins)
     if tracker is not None:
-        best = load_config_file(study_dir / "best_config.yaml", space.family)
-        run_reruns(best, args.seeds or 10, tracker, mnist, Compute.from_args(args))
+        best = load_config_file(study_dir / "best_config.yaml", space.family, space.task)
+        run_reruns(best, args.seeds or 10, tracker, task, Compute.from_args(args, plugins))
     return 0
 
 
-def search(args, space: SearchSpace, budget: Budget, study_dir: Path, mnist) -> None:
+def search(args, space: SearchSpace, budget: Budget, study_dir: Path, task, plugins: list[str]) -> None:
     """Run (or resume) the search and write best_config.yaml; an interruption raises Interrupted."""
-    from study.data import make_pairs
-
-    connect_ray(args.address)
-    defaults = validate_config(space.defaults())
-    data = make_pairs(mnist, args.seed, defaults["n_train"], defaults["n_val"], defaults["n_test"]).without_test()
-    print(f"study {study_dir}: family {space.family}, {budget.num_samples} trials of at most {budget.max_epochs} "
+    connect_ray(args.address, plugins=plugins)
+    data = task.draw(args.seed, validate_config(space.defaults())).without_test()
+    objective = Objective.of(task.spec)
+    print(f"study {study_dir}: task {space.task}, family {space.family}, {budget.num_samples} trials of at most {budget.max_epochs} "
           f"epochs (ASHA grace {budget.grace_period}), {budget.max_concurrent} at once, "
           f"{budget.cpus_per_trial:g} CPU + {budget.gpus_per_trial:g} GPU each"
           + (f", time budget {budget.time_budget:g} s" if budget.time_budget else ""), flush=True)
@@ -384,7 +291,8 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, mnist) -> 
         check_reachable_from_every_node(Path(storage), "--storage" if args.storage else
                                         "the study dir's ray/ (give --storage)")
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, data=data, threads=max(1, int(budget.cpus_per_trial)), device=args.device),
+        tune.with_parameters(run_trial, data=data, objective=objective, threads=max(1, int(budget.cpus_per_trial)),
+                             device=args.device),
         {"cpu": budget.cpus_per_trial, "gpu": budget.gpus_per_trial})
     experiment = f"{storage}/{EXPERIMENT}"
     start = time.perf_counter()
@@ -398,27 +306,28 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, mnist) -> 
             tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=False,
                                restart_errored=False, storage_filesystem=filesystem).fit()
     else:
-        make_tuner(space, budget, args.seed, trainable, study_dir, storage, filesystem).fit()
+        make_tuner(space, budget, objective, args.seed, trainable, study_dir, storage, filesystem).fit()
     elapsed = time.perf_counter() - start
 
-    summary = summarise(experiment, budget)
+    summary = summarise(experiment, budget, objective)
     out_of_time = budget.time_budget is not None and elapsed >= budget.time_budget
     if summary["unfinished"] or (summary["trials"] < budget.num_samples and not out_of_time):
         raise Interrupted(f"search stopped with {summary['trials'] - summary['unfinished']} of "
                           f"{budget.num_samples} trials finished; run the same command again to resume")
-    reconciled = settle_what_interruptions_left(study_dir, space.family, experiment, summary)
+    reconciled = settle_what_interruptions_left(study_dir, space.family, experiment, summary, objective.metric)
     if not summary["ranked"]:
         raise StudyError(f"no trial of {study_dir} finished without error; see {experiment}")
     best = summary["ranked"][0]
     write_yaml(study_dir / "best_config.yaml", {
-        "family": space.family, METRIC: best[METRIC], "trial_id": best["trial_id"], "epochs_trained": best["epochs"],
+        "task": space.task, "family": space.family, "objective": objective.metric, objective.metric: best["value"],
+        "trial_id": best["trial_id"], "epochs_trained": best["epochs"],
         "config": validate_config(best["config"]), "space": str(space.path),
         "counts": {k: summary[k] for k in ("trials", "completed", "stopped_early", "diverged", "errored")},
         "optuna_reconciled": reconciled,
         "wall_time_s": round(elapsed, 1)})
 
     print(f"search finished in {elapsed:.0f} s")
-    print_top(summary, space)
+    print_top(summary, space, objective)
     for warning in space.boundary_warnings(best["config"]):
         print(f"warning: {warning}")
     print(f"best config: {study_dir / 'best_config.yaml'}; Optuna study: {study_dir / 'optuna.journal'} "
@@ -466,7 +375,7 @@ def prepare_study_dir(study_dir: Path, settings: dict, fresh: bool) -> None:
     except OSError as exc:
         raise StudyError(f"cannot write the study dir {study_dir}: {exc.strerror or exc}") from None
     if marker.exists():
-        previous = read_yaml(marker)
+        previous = {"task": "digit_pairs", **read_yaml(marker)}  # studies started before tasks existed
         changed = [key for key in sorted(set(settings) | set(previous)) if settings.get(key) != previous.get(key)]
         if changed:
             raise StudyError(f"{study_dir} holds a study with other settings ({', '.join(changed)} differ); "

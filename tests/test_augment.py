@@ -2,8 +2,8 @@
 
 import torch
 
-from conftest import small_config
-from study.augment import augment_batch, swap_images
+from helpers import small_config
+from study.tasks.digit_pairs import augment_pairs, swap_images
 from study.train import fit
 
 
@@ -23,7 +23,8 @@ def test_augment_batch_keeps_labels_consistent_and_moves_images():
     x = torch.zeros(64, 2, 14, 14) - 0.4
     x[:, :, 5:9, 5:9] = 2.0  # a bright square on background -0.4
     digits = torch.randint(0, 10, (64, 2))
-    moved, target, new_digits = augment_batch(x, digits)
+    moved, targets = augment_pairs(x, {"z": (digits[:, 0] <= digits[:, 1]).float(), "digits": digits})
+    target, new_digits = targets["z"], targets["digits"]
     assert moved.shape == x.shape
     assert torch.equal(target, (new_digits[:, 0] <= new_digits[:, 1]).float())
     swapped = (new_digits != digits).any(1)

@@ -2,9 +2,9 @@
 
 import pytest
 
-from conftest import run_module, small_config
+from helpers import run_module, small_config
 from study.batched import applies, fit_batched
-from study.data import make_pairs
+from study.tasks.digit_pairs import make_pairs
 from study.errors import StudyError
 from study.rerun import use_batched
 from study.train import fit

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import free_port, run_module
-from test_tune import TINY_SPACE
+from helpers import TINY_SPACE, free_port, run_module
 
 # Ray rewrites a loopback --address to this machine's outward IP, which loopback-only tests must not use;
 # with this variable it keeps 127.0.0.1 (real clusters have routable addresses and need nothing of the kind).

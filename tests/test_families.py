@@ -1,39 +1,48 @@
-"""Every registered family: shapes, gradients, weight sharing, the auxiliary head; the registry's errors."""
+"""Every digit-pair family: shapes, gradients, weight sharing, the auxiliary head; the registry's errors."""
 
 import pytest
 import torch
 
-from conftest import small_config
+from helpers import small_config
 from study.config import validate_config
 from study.errors import StudyError
-from study.families import FAMILIES, build_model, family_hyperparameters, get_builder
+from study.families import build_model, families_of, family_hyperparameters, get_family
+from study.tasks.digit_pairs import SPEC
 
 BATCH = 5
+PAIR_FAMILIES = families_of("digit_pairs")
 
 
 def build(family: str, **overrides):
     torch.manual_seed(0)
-    return build_model(family, small_config(family, **overrides))
+    return build_model(SPEC, small_config(family, **overrides))
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+def has_aux(model) -> bool:
+    return "digits" in model(torch.randn(BATCH, 2, 14, 14))
+
+
+def targets(z, digits) -> dict:
+    return {"z": z, "digits": digits}
+
+
+@pytest.mark.parametrize("family", PAIR_FAMILIES)
 def test_output_shapes(family):
     model = build(family)
     out = model(torch.randn(BATCH, 2, 14, 14))
-    assert out.logit.shape == (BATCH,)
-    if model.has_aux:
-        assert model.predict_digits(out).shape == (BATCH, 2)
-        assert model.predict_digits(out).dtype == torch.long
-    else:
-        assert out.digit_logits is None
+    assert out["z"].shape == (BATCH,)
+    if "digits" in out:
+        assert model.predict(out)["digits"].shape == (BATCH, 2)
+        assert model.predict(out)["digits"].dtype == torch.long
+    assert set(out) <= {"z", "digits"}
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", PAIR_FAMILIES)
 def test_every_parameter_receives_a_gradient(family):
     model = build(family)
     model.train()
     out = model(torch.randn(BATCH, 2, 14, 14))
-    loss = model.loss(out, torch.randint(0, 2, (BATCH,)).float(), torch.randint(0, 10, (BATCH, 2)))
+    loss = model.loss(out, targets(torch.randint(0, 2, (BATCH,)).float(), torch.randint(0, 10, (BATCH, 2))))
     loss.backward()
     for name, parameter in model.named_parameters():
         assert parameter.grad is not None, f"{family}: {name} got no gradient"
@@ -53,19 +62,19 @@ def test_shared_family_has_fewer_parameters_than_its_separate_twin(separate, sha
 def test_auxiliary_head_exists_only_on_aux_families(family):
     model = build(family)
     has_digit_head = any("digit_head" in name for name, _ in model.named_parameters())
-    assert has_digit_head == family.endswith("aux") == model.has_aux
+    assert has_digit_head == family.endswith("aux") == has_aux(model)
     assert ("aux_weight" in family_hyperparameters(family)) == family.endswith("aux")
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", PAIR_FAMILIES)
 def test_the_loss_reads_digit_labels_exactly_when_the_family_has_an_auxiliary_head(family):
     model = build(family)
     model.eval()
     out = model(torch.randn(BATCH, 2, 14, 14))
     target = torch.ones(BATCH)
     zeros, nines = torch.zeros(BATCH, 2, dtype=torch.long), torch.full((BATCH, 2), 9)
-    differs = not torch.equal(model.loss(out, target, zeros), model.loss(out, target, nines))
-    assert differs == model.has_aux
+    differs = not torch.equal(model.loss(out, targets(target, zeros)), model.loss(out, targets(target, nines)))
+    assert differs == ("digits" in out)
 
 
 def test_aux_weight_scales_the_digit_loss():
@@ -73,16 +82,16 @@ def test_aux_weight_scales_the_digit_loss():
     x, target, digits = torch.randn(BATCH, 2, 14, 14), torch.ones(BATCH), torch.zeros(BATCH, 2, dtype=torch.long)
     model.eval()
     out = model(x)
-    without = model.loss(out, target, digits)
-    model.aux_weight = 2.0
-    with_aux = model.loss(out, target, digits)
-    digit_ce = torch.nn.functional.cross_entropy(out.digit_logits.reshape(-1, 10), digits.reshape(-1))
+    without = model.loss(out, targets(target, digits))
+    model.head_weights = {"digits": 2.0}
+    with_aux = model.loss(out, targets(target, digits))
+    digit_ce = torch.nn.functional.cross_entropy(out["digits"].reshape(-1, 10), digits.reshape(-1))
     torch.testing.assert_close(with_aux, without + 2.0 * digit_ce)
 
 
 def test_unknown_family_lists_the_valid_names():
     with pytest.raises(StudyError, match="unknown family 'resnet'.*aux, aux_reg, base, base_aux, conv, dense"):
-        get_builder("resnet")
+        get_family("resnet")
 
 
 def test_a_key_the_family_does_not_use_is_named():
@@ -107,14 +116,14 @@ def test_dense_mse_and_bce_losses_differ_but_predict_alike():
     bce, mse = build("dense", loss="bce"), build("dense", loss="mse")
     x, target = torch.randn(BATCH, 2, 14, 14), torch.ones(BATCH)
     out = bce(x)
-    assert torch.equal(out.logit, mse(x).logit)  # same seed, same weights: the loss is the only difference
-    digits = torch.zeros(BATCH, 2, dtype=torch.long)
-    torch.testing.assert_close(mse.loss(out, target, digits), ((torch.sigmoid(out.logit) - 1) ** 2).mean())
-    assert not torch.equal(bce.loss(out, target, digits), mse.loss(out, target, digits))
+    assert torch.equal(out["z"], mse(x)["z"])  # same seed, same weights: the loss is the only difference
+    both = targets(target, torch.zeros(BATCH, 2, dtype=torch.long))
+    torch.testing.assert_close(mse.loss(out, both), ((torch.sigmoid(out["z"]) - 1) ** 2).mean())
+    assert not torch.equal(bce.loss(out, both), mse.loss(out, both))
 
 
 def test_residual_blocks_add_their_input_and_resless_ones_do_not():
-    from study.families.report004 import ResidualBlock
+    from study.families.pair_trunks import ResidualBlock
 
     torch.manual_seed(0)
     block = ResidualBlock(4, skip=True).eval()
@@ -123,3 +132,8 @@ def test_residual_blocks_add_their_input_and_resless_ones_do_not():
     x = torch.randn(2, 4, 7, 7)
     torch.testing.assert_close(block(x), torch.relu(block.body(x) + x))
     torch.testing.assert_close(plain(x), torch.relu(block.body(x)))
+
+
+def test_a_family_of_another_task_is_one_clear_error():
+    with pytest.raises(StudyError, match="family 'base' is for task digit_pairs, not 'arrays'"):
+        get_family("base", "arrays")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import run_module
+from helpers import run_module
 
 SMALL = ["--epochs", "2", "n_train=100", "n_val=60", "n_test=40", "c=4", "f=8"]
 

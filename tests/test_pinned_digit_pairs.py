@@ -3,7 +3,7 @@ from main before the task layer was introduced (commit 9802346). The same config
 
 import pytest
 
-from conftest import small_config
+from helpers import small_config
 
 PINNED = [  # (family, overrides, final-epoch metrics of a separate fit with test evaluation)
     ('base', {},
@@ -43,7 +43,7 @@ def test_a_digit_pair_fit_gives_the_numbers_it_gave_before_the_task_layer(family
 
 def test_batched_digit_pair_reruns_give_the_numbers_they_gave_before_the_task_layer(fake_mnist):
     from study.batched import fit_batched
-    from study.data import make_pairs
+    from study.tasks.digit_pairs import make_pairs
 
     datas = [make_pairs(fake_mnist, seed, 100, 60, 40) for seed in (1, 2)]
     results = fit_batched(small_config("base_aux", dropout=0.0), [1, 2], datas, evaluate_test=True, device="cpu")

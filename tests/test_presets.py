@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from conftest import run_module
+from helpers import run_module
 from study.errors import StudyError
 from study.presets import load_presets, tables
 from study.report import main as report_main

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from study.data import load_mnist, make_pairs
+from study.tasks.digit_pairs import load_mnist, make_pairs
 from study.space import resolve_config
 from study.train import fit
 

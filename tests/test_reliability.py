@@ -13,9 +13,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from conftest import REPO, make_fake_mnist, run_module
-from test_tune import TINY_SPACE, optuna_trials, trial_dirs
-from study.tune import METRIC, faulty, optuna_study
+from helpers import REPO, TINY_SPACE, make_fake_mnist, optuna_trials, run_module, trial_dirs
+from study.faults import faulty
+from study.searcher import optuna_study
 
 CONFIG = "family: base\nepochs: 1\nc: 4\nf: 8\ndropout: 0.1\nbatchnorm: true\nn_train: 100\nn_val: 60\nn_test: 40\n"
 
@@ -113,7 +113,7 @@ def test_optuna_is_settled_against_rays_saved_trials_after_a_kill(tmp_path):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    from study.tune import reconcile_optuna_with_ray
+    from study.interruptions import reconcile_optuna_with_ray
 
     storage = JournalStorage(JournalFileBackend(str(tmp_path / "optuna.journal")))
     study = optuna.create_study(study_name="base", storage=storage, direction="maximize")
@@ -182,7 +182,7 @@ def test_a_resume_from_a_snapshot_mixed_by_a_kill_neither_hangs_nor_changes_the_
     assert "left behind Ray's saved state" in resumed.stdout and saved.trial_id in resumed.stdout
     restored = experiment / f"trial_{saved.trial_id}"
     assert json.loads((restored / "params.json").read_text()) == saved.config
-    assert json.loads((restored / "result.json").read_text())[METRIC] == saved.last_result[METRIC]
+    assert json.loads((restored / "result.json").read_text())["val/acc_best"] == saved.last_result["val/acc_best"]
     assert [t.state for t in optuna_trials(study)].count(TrialState.COMPLETE) >= 5
 
 

@@ -3,7 +3,7 @@
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import run_module
+from helpers import run_module
 from study.rerun import rerun_seeds
 
 CONFIG = """\

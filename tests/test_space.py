@@ -6,8 +6,9 @@ import optuna
 import pytest
 
 from study.errors import StudyError
-from study.families import FAMILIES, build_model
+from study.families import FAMILIES, build_model, families_of
 from study.space import SPACES_DIR, load_space, resolve_config
+from study.tasks.digit_pairs import SPEC
 from study.train import fit
 
 GOOD = """\
@@ -23,13 +24,15 @@ fixed:
 """
 
 
-def test_there_is_one_space_per_family_and_no_other():
-    assert sorted(path.stem for path in SPACES_DIR.glob("*.yaml")) == sorted(FAMILIES)
+def test_there_is_one_space_per_task_and_family_and_no_other():
+    shipped = sorted((path.parent.name, path.stem) for path in SPACES_DIR.glob("*/*.yaml"))
+    assert shipped == sorted((task, name) for name in FAMILIES for task in FAMILIES.entries[name].tasks)
+    assert not list(SPACES_DIR.glob("*.yaml"))
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", families_of("digit_pairs"))  # the arrays families: in test_arrays.py
 def test_sampled_configs_build_and_train_one_step(family, small_data):
-    space = load_space(SPACES_DIR / f"{family}.yaml", family)
+    space = load_space(SPACES_DIR / "digit_pairs" / f"{family}.yaml", family, "digit_pairs")
     sample = space.define_by_run()
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(3):
@@ -40,7 +43,7 @@ def test_sampled_configs_build_and_train_one_step(family, small_data):
         assert set(space.params) == set(trial.params)
         result = fit(config, small_data, device="cpu")  # one epoch of 100 pairs = one Adam step
         assert len(result.history) == 1
-        build_model(family, config)
+        build_model(SPEC, config)
 
 
 def test_defaults_resolve_and_overrides_win(tmp_path):

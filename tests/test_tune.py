@@ -9,40 +9,12 @@ import optuna
 import pytest
 import yaml
 
-from conftest import REPO, run_module
-
-TINY_SPACE = """\
-family: base
-params:
-  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true, default: 3.0e-3}
-  c: {type: int, low: 4, high: 8, default: 4}
-  f: {type: int, low: 8, high: 16, default: 8}
-  dropout: {type: float, low: 0.0, high: 0.3, default: 0.1}
-  batchnorm: {type: bool, default: true}
-fixed:
-  epochs: 2
-  n_train: 100
-  n_val: 60
-  n_test: 40
-  batch_size: 50
-"""
+from helpers import REPO, TINY_SPACE, optuna_trials, run_module, trial_dirs
 
 
 def tune_args(space, study_dir, data_dir, *extra):
     return ["--family", "base", "--space", str(space), "--study-dir", str(study_dir), "--data-dir", str(data_dir),
             "--device", "cpu", "--no-rerun", *extra]
-
-
-def optuna_trials(study_dir):
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    storage = JournalStorage(JournalFileBackend(str(study_dir / "optuna.journal")))
-    return optuna.load_study(study_name="base", storage=storage).trials
-
-
-def trial_dirs(study_dir):
-    return sorted((study_dir / "ray" / "search").glob("trial_*"))
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Architecture families: name -> builder(**hyperparameters) -> PairModel. Importing this package registers all."""
+"""Architecture families: name -> builder(task, **hyperparameters) -> TaskModel. Importing this package registers
+the built-in families."""
 
-from study.families.registry import (FAMILIES, N_DIGITS, PairModel, PairOutput, build_model,  # noqa: F401
-                                     family_hyperparameters, get_builder, register_family)
-from study.families import heads, pair_nets, report004  # noqa: F401,E402  (each module registers its families)
+from study.families.registry import (FAMILIES, Family, TaskModel, build_model, families_of,  # noqa: F401
+                                     family_hyperparameters, get_family, register_family)
+from study.families import pair_heads, pair_nets, pair_trunks  # noqa: F401,E402  (each registers its families)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from study.families.registry import N_DIGITS, PairModel, PairOutput, register_family
+from study.families.registry import TaskModel, register_family
+from study.tasks.digit_pairs import N_DIGITS
 
 
 class ConvBranch(nn.Module):
@@ -49,7 +50,7 @@ class ConvBranch(nn.Module):
         return features, digit_logits
 
 
-class TwoBranchNet(PairModel):
+class TwoBranchNet(TaskModel):
     """comparator(g_a(a), g_b(b)): the same g for both images when `branch_b` is None, else two.
 
     The comparator reads each image's f features, or, in aux families, its 10 digit probabilities: the auxiliary
@@ -61,12 +62,12 @@ class TwoBranchNet(PairModel):
     def __init__(self, branch_a: ConvBranch, branch_b: ConvBranch | None, f: int, aux_weight: float = 0.0):
         super().__init__()
         self.branch_a, self.branch_b = branch_a, branch_b
-        self.aux_weight = aux_weight
         self.has_aux = branch_a.digit_head is not None
+        self.head_weights = {"digits": aux_weight}
         per_image = N_DIGITS if self.has_aux else f
         self.comparator = nn.Sequential(nn.Linear(2 * per_image, f), nn.ReLU(), nn.Linear(f, 1))
 
-    def forward(self, x: torch.Tensor) -> PairOutput:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         batch = len(x)
         if self.branch_b is None:  # shared weights: one pass over both images
             features, digits = self.branch_a(x.reshape(2 * batch, 1, 14, 14))  # (2B, f), (2B, 10)
@@ -78,25 +79,25 @@ class TwoBranchNet(PairModel):
             digits = torch.stack([da, db], dim=1) if da is not None else None  # (B, 2, 10)
         compared = digits.softmax(-1) if self.has_aux else features  # (B, 2, 10) or (B, 2, f)
         logit = self.comparator(compared.flatten(1)).squeeze(1)  # (B,)
-        return PairOutput(logit, digits)
+        return {"z": logit, "digits": digits} if self.has_aux else {"z": logit}
 
 
-@register_family
-def base(*, c: int, f: int, dropout: float, batchnorm: bool) -> PairModel:
+@register_family(task="digit_pairs")
+def base(task, *, c: int, f: int, dropout: float, batchnorm: bool) -> TaskModel:
     return TwoBranchNet(ConvBranch(c, f, dropout, batchnorm), None, f)
 
 
-@register_family
-def base_aux(*, c: int, f: int, h: int, dropout: float, batchnorm: bool, aux_weight: float) -> PairModel:
+@register_family(task="digit_pairs")
+def base_aux(task, *, c: int, f: int, h: int, dropout: float, batchnorm: bool, aux_weight: float) -> TaskModel:
     return TwoBranchNet(ConvBranch(c, f, dropout, batchnorm, h), None, f, aux_weight)
 
 
-@register_family
-def sep(*, c: int, f: int, dropout: float, batchnorm: bool) -> PairModel:
+@register_family(task="digit_pairs")
+def sep(task, *, c: int, f: int, dropout: float, batchnorm: bool) -> TaskModel:
     return TwoBranchNet(ConvBranch(c, f, dropout, batchnorm), ConvBranch(c, f, dropout, batchnorm), f)
 
 
-@register_family
-def sep_aux(*, c: int, f: int, h: int, dropout: float, batchnorm: bool, aux_weight: float) -> PairModel:
+@register_family(task="digit_pairs")
+def sep_aux(task, *, c: int, f: int, h: int, dropout: float, batchnorm: bool, aux_weight: float) -> TaskModel:
     return TwoBranchNet(ConvBranch(c, f, dropout, batchnorm, h), ConvBranch(c, f, dropout, batchnorm, h), f,
                         aux_weight)

@@ -1,8 +1,10 @@
 """The family registry and the interface every family's model implements.
 
-A family is a builder function registered by name; its keyword-only arguments are the family's model
-hyperparameters (the config keys it takes). Adding a family is one decorated builder in a module of this
-package plus one search_spaces/<name>.yaml; the training loop and the CLIs read the registry and need no edit.
+A family is a builder function registered by name for the task(s) it serves: `builder(task, **hyperparameters)`,
+where `task` is the TaskSpec (heads, input shape) and the keyword-only arguments are the family's model
+hyperparameters (the config keys it takes). Adding a family is one decorated builder in a module (of this package,
+or a user's module loaded with --plugin) plus one search_spaces/<task>/<name>.yaml; the training loop and the
+CLIs read the registry and need no edit.
 """
 
 from __future__ import annotations
@@ -13,63 +15,81 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from study.errors import StudyError
-
-N_DIGITS = 10
-
-
-@dataclass
-class PairOutput:
-    logit: torch.Tensor  # (B,) comparison logit: > 0 predicts "first digit <= second"
-    digit_logits: torch.Tensor | None = None  # (B, 2, 10) digit scores of both images, aux families only
-    # ((B, 2) digit values for a regression head)
+from study.registration import Registry
+from study.tasks.base import Head, TaskSpec
 
 
-class PairModel(nn.Module):
-    """A model of the pair task: forward((B, 2, 14, 14)) -> PairOutput, and its own training loss."""
+class TaskModel(nn.Module):
+    """forward(x) -> {head name: output}, for the heads of its task it predicts (an auxiliary head may be absent).
 
-    aux_weight: float = 0.0
-    has_aux: bool = False  # True when forward returns digit logits (the auxiliary head exists)
+    The training loss is the weighted sum of the predicted heads' losses, `head_weights` giving each head's weight
+    (a head not named there weighs 1; e.g. {"digits": aux_weight}); a family with another loss (one joint output
+    layer, a regression head on a class target) overrides `loss`, and `predict` where its predictions differ.
+    """
 
-    def loss(self, out: PairOutput, target: torch.Tensor, digits: torch.Tensor) -> torch.Tensor:
-        """Binary cross-entropy on the comparison, plus aux_weight * cross-entropy on both digits."""
-        loss = F.binary_cross_entropy_with_logits(out.logit, target)
-        if out.digit_logits is not None:
-            loss = loss + self.aux_weight * F.cross_entropy(out.digit_logits.reshape(-1, N_DIGITS),
-                                                            digits.reshape(-1))
-        return loss
+    head_weights: dict[str, float] = {}
+    heads: tuple[Head, ...] = ()  # set by build_model from the task
 
-    def predict_digits(self, out: PairOutput) -> torch.Tensor:
-        """(B, 2) predicted digit classes; aux families only."""
-        return out.digit_logits.argmax(-1)
+    def predicted_heads(self, out: dict) -> list[Head]:
+        return [head for head in self.heads if head.name in out]
 
+    def loss(self, out: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = None
+        for head in self.predicted_heads(out):
+            term = head.loss(out[head.name], targets[head.name])
+            weight = self.head_weights.get(head.name, 1.0)
+            term = term if weight == 1.0 else weight * term
+            total = term if total is None else total + term
+        return total
 
-# --- the registry ----------------------------------------------------------------------------------------------
-
-FAMILIES: dict[str, Callable[..., PairModel]] = {}
-
-
-def register_family(builder: Callable[..., PairModel]) -> Callable[..., PairModel]:
-    """Register `builder` under its function name; its keyword-only arguments are the family's hyperparameters."""
-    FAMILIES[builder.__name__] = builder
-    return builder
+    def predict(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {head.name: head.predict(out[head.name]) for head in self.predicted_heads(out)}
 
 
-def get_builder(family: str) -> Callable[..., PairModel]:
-    if family not in FAMILIES:
-        raise StudyError(f"unknown family {family!r}; valid families: {', '.join(sorted(FAMILIES))}")
-    return FAMILIES[family]
+@dataclass(frozen=True)
+class Family:
+    builder: Callable[..., TaskModel]
+    tasks: tuple[str, ...]
+
+
+FAMILIES: Registry[Family] = Registry("family")
+
+
+def register_family(*, task: str | tuple[str, ...]):
+    """@register_family(task="digit_pairs") registers the builder under its function name for that task (or tasks)."""
+    tasks = (task,) if isinstance(task, str) else tuple(task)
+
+    def register(builder: Callable[..., TaskModel]) -> Callable[..., TaskModel]:
+        FAMILIES.add(builder.__name__, Family(builder, tasks), builder.__module__)
+        return builder
+
+    return register
+
+
+def get_family(family: str, task: str | None = None) -> Family:
+    """The family, checked to serve `task` when one is given."""
+    entry = FAMILIES.get(family)
+    if task is not None and task not in entry.tasks:
+        raise StudyError(f"family {family!r} is for task {', '.join(entry.tasks)}, not {task!r}; families of "
+                         f"{task}: {', '.join(families_of(task)) or 'none'}")
+    return entry
+
+
+def families_of(task: str) -> list[str]:
+    return sorted(name for name in FAMILIES if task in FAMILIES.entries[name].tasks)
 
 
 def family_hyperparameters(family: str) -> tuple[str, ...]:
-    """The model hyperparameters `family` takes, read from its builder's signature."""
-    return tuple(inspect.signature(get_builder(family)).parameters)
+    """The model hyperparameters `family` takes: its builder's keyword-only arguments."""
+    parameters = inspect.signature(get_family(family).builder).parameters.values()
+    return tuple(p.name for p in parameters if p.kind == p.KEYWORD_ONLY)
 
 
-def build_model(family: str, config: dict) -> PairModel:
-    """Build `family` from the keys of `config` it takes (the rest are training settings)."""
-    return get_builder(family)(**{key: config[key] for key in family_hyperparameters(family)})
-
-
+def build_model(task: TaskSpec, config: dict) -> TaskModel:
+    """Build `config["family"]` for `task` from the keys of `config` it takes (the rest are training settings)."""
+    family = config["family"]
+    model = get_family(family, task.name).builder(task, **{key: config[key] for key in family_hyperparameters(family)})
+    model.heads = task.heads
+    return model

@@ -15,57 +15,56 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from study.families.pair_nets import ConvBranch
-from study.families.registry import N_DIGITS, PairModel, PairOutput, register_family
+from study.families.registry import TaskModel, register_family
+from study.tasks.digit_pairs import N_DIGITS
 
 
-class AuxRegressionNet(PairModel):
-    has_aux = True
-
+class AuxRegressionNet(TaskModel):
     def __init__(self, branch: ConvBranch, f: int, aux_weight: float):
         super().__init__()
         self.branch, self.aux_weight = branch, aux_weight
         self.comparator = nn.Sequential(nn.Linear(2, f), nn.ReLU(), nn.Linear(f, 1))
 
-    def forward(self, x: torch.Tensor) -> PairOutput:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         batch = len(x)
         _, values = self.branch(x.reshape(2 * batch, 1, 14, 14))  # (2B, 1) regressed digit values
         values = values.view(batch, 2)
-        return PairOutput(self.comparator(values).squeeze(1), values)
+        return {"z": self.comparator(values).squeeze(1), "digits": values}
 
-    def loss(self, out: PairOutput, target: torch.Tensor, digits: torch.Tensor) -> torch.Tensor:
-        return (F.binary_cross_entropy_with_logits(out.logit, target)
-                + self.aux_weight * F.l1_loss(out.digit_logits, digits.float()))
+    def loss(self, out: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        """BCE on the comparison + aux_weight * L1 of the regressed digit values against the digit classes."""
+        return (F.binary_cross_entropy_with_logits(out["z"], targets["z"])
+                + self.aux_weight * F.l1_loss(out["digits"], targets["digits"].float()))
 
-    def predict_digits(self, out: PairOutput) -> torch.Tensor:
-        return out.digit_logits.round().clamp(0, N_DIGITS - 1).long()
+    def predict(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"z": out["z"] > 0, "digits": out["digits"].round().clamp(0, N_DIGITS - 1).long()}
 
 
-class JointHeadNet(PairModel):
-    has_aux = True
-
+class JointHeadNet(TaskModel):
     def __init__(self, branch: ConvBranch, f: int, h: int):
         super().__init__()
         self.branch = branch
         self.head = nn.Sequential(nn.Linear(2 * f, h), nn.ReLU(), nn.Linear(h, 1 + 2 * N_DIGITS))
 
-    def forward(self, x: torch.Tensor) -> PairOutput:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         batch = len(x)
         features, _ = self.branch(x.reshape(2 * batch, 1, 14, 14))  # (2B, f)
         out = self.head(features.view(batch, -1))  # (B, 21)
-        return PairOutput(out[:, 0], out[:, 1:].view(batch, 2, N_DIGITS))
+        return {"z": out[:, 0], "digits": out[:, 1:].view(batch, 2, N_DIGITS)}
 
-    def loss(self, out: PairOutput, target: torch.Tensor, digits: torch.Tensor) -> torch.Tensor:
+    def loss(self, out: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
         """One BCE over all 21 sigmoid units: the comparison target and both digits one-hot."""
-        logits = torch.cat([out.logit.unsqueeze(1), out.digit_logits.flatten(1)], dim=1)  # (B, 21)
-        targets = torch.cat([target.unsqueeze(1), F.one_hot(digits, N_DIGITS).flatten(1).float()], dim=1)
-        return F.binary_cross_entropy_with_logits(logits, targets)
+        logits = torch.cat([out["z"].unsqueeze(1), out["digits"].flatten(1)], dim=1)  # (B, 21)
+        joint = torch.cat([targets["z"].unsqueeze(1), F.one_hot(targets["digits"], N_DIGITS).flatten(1).float()],
+                          dim=1)
+        return F.binary_cross_entropy_with_logits(logits, joint)
 
 
-@register_family
-def aux_reg(*, c: int, f: int, h: int, dropout: float, batchnorm: bool, aux_weight: float) -> PairModel:
+@register_family(task="digit_pairs")
+def aux_reg(task, *, c: int, f: int, h: int, dropout: float, batchnorm: bool, aux_weight: float) -> TaskModel:
     return AuxRegressionNet(ConvBranch(c, f, dropout, batchnorm, h, digit_outputs=1), f, aux_weight)
 
 
-@register_family
-def joint_head(*, c: int, f: int, h: int, dropout: float, batchnorm: bool) -> PairModel:
+@register_family(task="digit_pairs")
+def joint_head(task, *, c: int, f: int, h: int, dropout: float, batchnorm: bool) -> TaskModel:
     return JointHeadNet(ConvBranch(c, f, dropout, batchnorm), f, h)

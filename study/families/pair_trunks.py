@@ -18,12 +18,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from study.families.registry import N_DIGITS, PairModel, PairOutput, register_family
+from study.families.registry import TaskModel, register_family
+from study.tasks.digit_pairs import N_DIGITS
 
 LOSSES = ("bce", "mse")
 
 
-class DenseNet(PairModel):
+class DenseNet(TaskModel):
     def __init__(self, loss: str):
         super().__init__()
         if loss not in LOSSES:
@@ -32,13 +33,13 @@ class DenseNet(PairModel):
         self.net = nn.Sequential(nn.Flatten(), nn.Linear(2 * 14 * 14, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(),
                                  nn.Linear(32, 1))
 
-    def forward(self, x: torch.Tensor) -> PairOutput:
-        return PairOutput(self.net(x).squeeze(1))  # (B, 2, 14, 14) -> (B,)
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"z": self.net(x).squeeze(1)}  # (B, 2, 14, 14) -> (B,)
 
-    def loss(self, out: PairOutput, target: torch.Tensor, digits: torch.Tensor) -> torch.Tensor:
+    def loss(self, out: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.loss_name == "mse":  # on the predicted probability, so "logit > 0" still means p > 0.5
-            return F.mse_loss(torch.sigmoid(out.logit), target)
-        return super().loss(out, target, digits)
+            return F.mse_loss(torch.sigmoid(out["z"]), targets["z"])
+        return super().loss(out, targets)
 
 
 def two_conv_layers(in_channels: int, batchnorm: bool) -> list[nn.Module]:
@@ -51,7 +52,7 @@ def two_conv_layers(in_channels: int, batchnorm: bool) -> list[nn.Module]:
     return layers
 
 
-class StackedConvNet(PairModel):
+class StackedConvNet(TaskModel):
     """The two images as channels of one input."""
 
     def __init__(self, batchnorm: bool):
@@ -59,8 +60,8 @@ class StackedConvNet(PairModel):
         self.net = nn.Sequential(*two_conv_layers(2, batchnorm), nn.Flatten(), nn.Linear(64, 32), nn.ReLU(),
                                  nn.Linear(32, 1))
 
-    def forward(self, x: torch.Tensor) -> PairOutput:
-        return PairOutput(self.net(x).squeeze(1))
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"z": self.net(x).squeeze(1)}
 
 
 def digit_net(conv_dropout: float, dropout: float) -> nn.Module:
@@ -91,7 +92,7 @@ def residual_net(skip: bool, dropout: float, channels: int = 32) -> nn.Module:
                          nn.Linear(channels * 7 * 7, 50), nn.ReLU(), nn.Dropout(dropout), nn.Linear(50, N_DIGITS))
 
 
-class TenOutputPairNet(PairModel):
+class TenOutputPairNet(TaskModel):
     """f(g_a(a), g_b(b)) with 10-output g's (the same g when `g_b` is None); f = FC 20, ReLU, FC 1 on the 20 values.
 
     With the auxiliary loss the 10 outputs are digit logits, and f reads their softmax, the digit probabilities:
@@ -103,10 +104,10 @@ class TenOutputPairNet(PairModel):
                  dropout: float = 0.0):
         super().__init__()
         self.g_a, self.g_b = g_a, g_b
-        self.has_aux, self.aux_weight = aux, aux_weight
+        self.has_aux, self.head_weights = aux, {"digits": aux_weight}
         self.f = nn.Sequential(nn.Linear(2 * N_DIGITS, 20), nn.ReLU(), nn.Dropout(dropout), nn.Linear(20, 1))
 
-    def forward(self, x: torch.Tensor) -> PairOutput:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         batch = len(x)
         if self.g_b is None:
             outputs = self.g_a(x.reshape(2 * batch, 1, 14, 14)).view(batch, 2, N_DIGITS)
@@ -114,41 +115,41 @@ class TenOutputPairNet(PairModel):
             outputs = torch.stack([self.g_a(x[:, :1]), self.g_b(x[:, 1:])], dim=1)  # (B, 2, 10)
         compared = outputs.softmax(-1) if self.has_aux else outputs  # (B, 2, 10)
         logit = self.f(compared.flatten(1)).squeeze(1)
-        return PairOutput(logit, outputs if self.has_aux else None)
+        return {"z": logit, "digits": outputs} if self.has_aux else {"z": logit}
 
 
-@register_family
-def dense(*, loss: str) -> PairModel:
+@register_family(task="digit_pairs")
+def dense(task, *, loss: str) -> TaskModel:
     return DenseNet(loss)
 
 
-@register_family
-def conv(*, batchnorm: bool) -> PairModel:
+@register_family(task="digit_pairs")
+def conv(task, *, batchnorm: bool) -> TaskModel:
     return StackedConvNet(batchnorm)
 
 
-@register_family
-def duplicated(*, conv_dropout: float, dropout: float) -> PairModel:
+@register_family(task="digit_pairs")
+def duplicated(task, *, conv_dropout: float, dropout: float) -> TaskModel:
     return TenOutputPairNet(digit_net(conv_dropout, dropout), digit_net(conv_dropout, dropout), aux=False,
                             dropout=dropout)
 
 
-@register_family
-def shared(*, conv_dropout: float, dropout: float) -> PairModel:
+@register_family(task="digit_pairs")
+def shared(task, *, conv_dropout: float, dropout: float) -> TaskModel:
     return TenOutputPairNet(digit_net(conv_dropout, dropout), None, aux=False, dropout=dropout)
 
 
-@register_family
-def aux(*, conv_dropout: float, dropout: float, aux_weight: float) -> PairModel:
+@register_family(task="digit_pairs")
+def aux(task, *, conv_dropout: float, dropout: float, aux_weight: float) -> TaskModel:
     return TenOutputPairNet(digit_net(conv_dropout, dropout), None, aux=True, aux_weight=aux_weight,
                             dropout=dropout)
 
 
-@register_family
-def residual(*, dropout: float, aux_weight: float) -> PairModel:
+@register_family(task="digit_pairs")
+def residual(task, *, dropout: float, aux_weight: float) -> TaskModel:
     return TenOutputPairNet(residual_net(skip=True, dropout=dropout), None, aux=True, aux_weight=aux_weight)
 
 
-@register_family
-def resless(*, dropout: float, aux_weight: float) -> PairModel:
+@register_family(task="digit_pairs")
+def resless(task, *, dropout: float, aux_weight: float) -> TaskModel:
     return TenOutputPairNet(residual_net(skip=False, dropout=dropout), None, aux=True, aux_weight=aux_weight)

@@ -1,11 +1,16 @@
-"""The digit-pair task: MNIST via torchvision, seeded pairs, disjoint splits, tensors on the training device.
+"""The digit-pair task (the original study): two MNIST digits, is the first <= the second?
 
 A pair is two MNIST digits, each average-pooled 28x28 -> 14x14 and stacked as (2, 14, 14).
-Target 1 if the first digit <= the second digit, else 0; each pair also carries both digit classes.
+Heads: `z` (binary, metric `acc`): 1 if the first digit <= the second; `digits` (10 classes for each of the two
+images, metric `digit_acc`): the auxiliary target of the aux families.
 
     train: pairs from MNIST training images
     val:   pairs from MNIST training images that no train pair uses
     test:  pairs from MNIST test images (final reruns only, never tuning)
+
+Augmentation (`augment: true`): swapping the two images (the digit labels swap with them and the target is
+recomputed, so it flips unless the digits are equal), and small random affine changes of each image (rotation,
+translation, shear) with torchvision.transforms.v2.
 """
 
 from __future__ import annotations
@@ -18,13 +23,14 @@ import torch
 import torch.nn.functional as F
 
 from study.errors import StudyError
+from study.tasks.base import DEFAULT_DATA_DIR, Head, Split, Task, TaskData, TaskSpec, resolve_data_dir
+from study.tasks.registry import register_task
+from study.validation import positive_int
 
-DEFAULT_DATA_DIR = "./data"
-
-
-def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
-    """`--data-dir`, else `STUDY_DATA_DIR`, else ./data."""
-    return Path(data_dir or os.environ.get("STUDY_DATA_DIR") or DEFAULT_DATA_DIR)
+N_DIGITS = 10
+ROTATION_DEGREES = 10
+TRANSLATE_FRACTION = 0.1
+SHEAR_DEGREES = 10
 
 
 @dataclass(frozen=True)
@@ -65,47 +71,16 @@ def load_mnist(data_dir: str | os.PathLike | None = None, download: bool = True)
     return Mnist(*splits[True], *splits[False])
 
 
-@dataclass(frozen=True)
-class Split:
-    """One split of pairs: x (N, 2, 14, 14) float, target (N,) float in {0, 1}, digits (N, 2) int64,
-    and image_index (N, 2): where each image sits in its MNIST split (for audits of disjointness)."""
-
-    x: torch.Tensor
-    target: torch.Tensor
-    digits: torch.Tensor
-    image_index: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.target)
-
-    def to(self, device: torch.device | str) -> "Split":
-        return Split(self.x.to(device), self.target.to(device), self.digits.to(device), self.image_index)
-
-
-@dataclass(frozen=True)
-class PairData:
-    train: Split
-    val: Split
-    test: Split | None  # None while tuning: the test pairs never reach a tuning trial
-
-    def to(self, device: torch.device | str) -> "PairData":
-        test = self.test.to(device) if self.test is not None else None
-        return PairData(self.train.to(device), self.val.to(device), test)
-
-    def without_test(self) -> "PairData":
-        return PairData(self.train, self.val, None)
-
-
 def _pairs(images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> Split:
     """Pairs from consecutive image indices: pair i uses images index[2i] and index[2i+1]."""
     x = F.avg_pool2d(images[index].float().unsqueeze(1) / 255.0, kernel_size=2)  # (2N, 1, 14, 14)
     x = x.view(-1, 2, 14, 14)  # (N, 2, 14, 14)
     digits = labels[index].view(-1, 2)  # (N, 2)
     target = (digits[:, 0] <= digits[:, 1]).float()  # (N,)
-    return Split(x, target, digits, index.view(-1, 2))
+    return Split(x, {"z": target, "digits": digits}, index.view(-1, 2))
 
 
-def make_pairs(mnist: Mnist, seed: int, n_train: int = 1000, n_val: int = 1000, n_test: int = 1000) -> PairData:
+def make_pairs(mnist: Mnist, seed: int, n_train: int = 1000, n_val: int = 1000, n_test: int = 1000) -> TaskData:
     """Draw the three splits for `seed`: same seed, same tensors.
 
     Every image is used at most once, so train and val never share an image (they come from one permutation
@@ -131,6 +106,48 @@ def make_pairs(mnist: Mnist, seed: int, n_train: int = 1000, n_val: int = 1000, 
     mean, std = train.x.mean(), train.x.std()
 
     def standardise(split: Split) -> Split:
-        return Split((split.x - mean) / std, split.target, split.digits, split.image_index)
+        return Split((split.x - mean) / std, split.targets, split.ids)
 
-    return PairData(standardise(train), standardise(val), standardise(test))
+    return TaskData(standardise(train), standardise(val), standardise(test), SPEC)
+
+
+def swap_images(x: torch.Tensor, digits: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Swap the two images of the pairs where `mask` (B,) is true; returns x, target, digits of the result."""
+    x = torch.where(mask[:, None, None, None], x.flip(1), x)  # (B, 2, 14, 14)
+    digits = torch.where(mask[:, None], digits.flip(1), digits)  # (B, 2)
+    return x, (digits[:, 0] <= digits[:, 1]).float(), digits
+
+
+def augment_pairs(x: torch.Tensor, targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+    """Swap each pair with probability 1/2, then move every image by its own random affine transform."""
+    from torchvision.transforms import v2  # imported here: torchvision costs ~1 s to import
+
+    x, target, digits = swap_images(x, targets["digits"], torch.rand(len(x), device=x.device) < 0.5)
+    # Fill uncovered borders with the background: the smallest (standardised zero) pixel value.
+    affine = v2.RandomAffine(ROTATION_DEGREES, (TRANSLATE_FRACTION, TRANSLATE_FRACTION), shear=SHEAR_DEGREES,
+                             fill=float(x.min()))
+    images = x.reshape(-1, 1, 14, 14)
+    moved = torch.stack([affine(image) for image in images])  # one transform per image, not one per batch
+    return moved.view_as(x), {"z": target, "digits": digits}
+
+
+SPEC = TaskSpec(name="digit_pairs",
+                heads=(Head("z", "binary", metric="acc"), Head("digits", "classes", N_DIGITS, metric="digit_acc")),
+                input_shape=(2, 14, 14), objective="val/acc", primary_metric="test/acc", augment=augment_pairs)
+
+
+@register_task
+class DigitPairs(Task):
+    name = "digit_pairs"
+    settings = {"n_train": 1000, "n_val": 1000, "n_test": 1000}  # pairs per split
+    setting_rules = {key: ("an integer >= 1", positive_int) for key in settings}
+    spec = SPEC
+
+    def __init__(self, data_dir=None, data: str | None = None, heads: str | None = None):
+        if data or heads:
+            raise StudyError("task digit_pairs reads MNIST from --data-dir; --data and --heads are for the arrays "
+                             "task")
+        self.mnist = load_mnist(data_dir)
+
+    def draw(self, seed: int, config: dict) -> TaskData:
+        return make_pairs(self.mnist, seed, config["n_train"], config["n_val"], config["n_test"])

@@ -1,0 +1,174 @@
+"""What a task is: a problem a study is run on. It loads its data, draws seeded disjoint splits and declares the heads
+a model predicts, each head's loss and metric, the tuning objective and the report's primary metric.
+
+    Head       one predicted quantity: binary (a logit), classes (n logits), or regression (a value)
+    Split      inputs x (N, ...) and one target tensor per head
+    TaskData   train, val, test splits (test None while tuning) and the TaskSpec
+    TaskSpec   the light, picklable part of a task that fit() and the families read (heads, input shape, metrics)
+    Task       the loaded problem: spec + draw(seed, config) -> TaskData
+
+Metric names: `{split}/{head metric}` (e.g. `val/acc`, `test/digit_acc`, `val/age_mae`) and `{split}/loss` (the
+weighted sum of the heads' losses the model trains on).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+HEAD_KINDS = ("binary", "classes", "regression")
+DEFAULT_DATA_DIR = "./data"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
+    """`--data-dir`, else `STUDY_DATA_DIR`, else ./data."""
+    return Path(data_dir or os.environ.get("STUDY_DATA_DIR") or DEFAULT_DATA_DIR)
+
+
+@dataclass(frozen=True)
+class Head:
+    """One predicted quantity. Outputs: binary (...) logits, classes (..., classes) logits, regression (...) values;
+    targets: binary float in {0, 1}, classes int64, regression float, of the output's shape less the class axis."""
+
+    name: str
+    kind: str
+    classes: int = 0  # for kind "classes"
+    metric: str = ""  # the metric's name without split; default <name>_acc, or <name>_mae for regression
+
+    def __post_init__(self):
+        if self.kind not in HEAD_KINDS:
+            raise ValueError(f"head {self.name!r}: kind must be one of {', '.join(HEAD_KINDS)}, got {self.kind!r}")
+        if self.kind == "classes" and self.classes < 2:
+            raise ValueError(f"head {self.name!r}: a classes head needs at least 2 classes, got {self.classes}")
+
+    @property
+    def metric_name(self) -> str:
+        return self.metric or f"{self.name}_{'mae' if self.kind == 'regression' else 'acc'}"
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.kind != "regression"
+
+    @property
+    def outputs(self) -> int:
+        """Units of an output layer for this head (per item)."""
+        return self.classes if self.kind == "classes" else 1
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.kind == "binary":
+            return F.binary_cross_entropy_with_logits(output, target)
+        if self.kind == "classes":
+            return F.cross_entropy(output.reshape(-1, self.classes), target.reshape(-1))
+        return F.mse_loss(output, target)
+
+    def predict(self, output: torch.Tensor) -> torch.Tensor:
+        if self.kind == "binary":
+            return output > 0
+        if self.kind == "classes":
+            return output.argmax(-1)
+        return output
+
+    def score(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Summed over items (a 0-d tensor, no host sync): correct predictions, or absolute errors for regression.
+        Divided by `target.numel()` summed over batches, it is the accuracy or the mean absolute error."""
+        if self.kind == "binary":
+            return (prediction == target.bool()).sum()
+        if self.kind == "classes":
+            return (prediction == target).sum()
+        return (prediction - target).abs().sum()
+
+
+@dataclass(frozen=True)
+class Split:
+    """x (N, ...) inputs, targets {head name: (N, ...)}, and ids (N, ...): where each example comes from in the
+    source data (for audits of disjointness; not used in training)."""
+
+    x: torch.Tensor
+    targets: dict[str, torch.Tensor]
+    ids: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def to(self, device: torch.device | str) -> "Split":
+        return Split(self.x.to(device), {name: t.to(device) for name, t in self.targets.items()}, self.ids)
+
+    def rows(self, index) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(x, targets) of the examples at `index` (a slice or an index tensor)."""
+        return self.x[index], {name: t[index] for name, t in self.targets.items()}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What training and the families need to know of a task; small, so it travels to every Ray worker."""
+
+    name: str
+    heads: tuple[Head, ...]
+    input_shape: tuple[int, ...]  # of one example, e.g. (2, 14, 14) or (64,)
+    objective: str  # the validation metric the search optimises (its best over epochs), e.g. "val/acc"
+    primary_metric: str  # the report's test metric, e.g. "test/acc"
+    augment: Callable | None = None  # (x, targets) -> (x, targets) on a training batch; None: not supported
+
+    @property
+    def objective_head(self) -> Head:
+        return self.head_of(self.objective)
+
+    @property
+    def mode(self) -> str:
+        """"max" for accuracies, "min" for errors."""
+        return "max" if self.objective_head.higher_is_better else "min"
+
+    def head_of(self, metric: str) -> Head:
+        stem = metric.split("/", 1)[-1]
+        for head in self.heads:
+            if head.metric_name == stem:
+                return head
+        raise ValueError(f"task {self.name!r} has no head with metric {metric!r}")
+
+    def head(self, name: str) -> Head:
+        for head in self.heads:
+            if head.name == name:
+                return head
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class TaskData:
+    train: Split
+    val: Split
+    test: Split | None  # None while tuning: the test split never reaches a tuning trial
+    spec: TaskSpec = field(repr=False, default=None)
+
+    def to(self, device: torch.device | str) -> "TaskData":
+        return TaskData(self.train.to(device), self.val.to(device),
+                        self.test.to(device) if self.test is not None else None, self.spec)
+
+    def without_test(self) -> "TaskData":
+        return TaskData(self.train, self.val, None, self.spec)
+
+
+class Task:
+    """A loaded problem. Subclasses set `name`, `settings` (the config keys the task takes, with defaults, e.g.
+    split sizes; each a key of `setting_rules` too), build `self.spec` in __init__ and implement `draw`.
+
+    A task instance holds its raw data; it is sent once to Ray's object store and every trial or seed draws its
+    splits from it: `draw(seed, config)` must give the same tensors for the same seed and settings, val disjoint
+    from train, test from data no search sees.
+    """
+
+    name: ClassVar[str]
+    settings: ClassVar[dict[str, Any]] = {}
+    setting_rules: ClassVar[dict[str, tuple[str, Callable[[Any], bool]]]] = {}
+    spec: TaskSpec
+
+    def __init__(self, data_dir: str | os.PathLike | None = None, data: str | None = None,
+                 heads: str | None = None):
+        raise NotImplementedError
+
+    def draw(self, seed: int, config: dict) -> TaskData:
+        raise NotImplementedError
