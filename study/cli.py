@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import dataclass
 from typing import Callable
 
 import yaml
@@ -122,3 +123,32 @@ def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None =
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Where and how trials and seeds run: the flags tune and rerun share, and the plugins every worker imports."""
+
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    device: str | None = None
+    address: str | None = None
+    batched: str = "auto"
+    plugins: tuple[str, ...] = ()
+
+    @classmethod
+    def from_args(cls, args, plugins: list[str] = ()) -> "Compute":
+        return cls(args.cpus_per_trial, args.gpus_per_trial, args.device, args.address, args.batched,
+                   tuple(plugins))
+
+
+def add_rerun_flags(parser) -> None:
+    """The flags study.rerun and study.tune share, with the same meaning."""
+    parser.add_argument("--seeds", type=positive_int,
+                        help="seeds to rerun (default 10; for a preset, the number of runs its report averaged)")
+    parser.add_argument("--batched", choices=("auto", "on", "off"), default="auto",
+                        help="train all seeds as one vmapped model (default auto: on when the seeds get a GPU)")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, "
+                                               "else sqlite under ./mlruns)")
+    parser.add_argument("--experiment", help="MLflow experiment (default: the task's name, digit-pairs for "
+                                              "digit_pairs; for a preset, its table's name)")

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 from study import cli
-from study.config import validate_config
+from study.cli import Compute
+from study.config_files import choose_config
 from study.errors import Interrupted, StudyError
-from study.files import read_yaml
+from study.figures import curve_names, learning_curves
 from study.presets import Preset, load_presets
 from study.ray_session import current_node, join_cluster_before_writing
-from study.space import default_space_path, load_space
 from study.stats import describe, format_summary
 from study.tracking import Tracker, default_experiment, environment_tags, resolve_tracking_uri
 from study.train import NonFiniteLoss
@@ -87,61 +85,6 @@ def use_batched(mode: str, config: dict, gpus_per_trial: float, device: str | No
     if reason:
         raise StudyError(f"--batched on: {reason}; use --batched off")
     return mode == "on" or (gpus_per_trial > 0 and (device is None or device.startswith("cuda")))
-
-
-def load_config_file(path: str | Path, family: str, task: str = "digit_pairs") -> dict:
-    """A best_config.yaml written by study.tune, or a plain config mapping (without `task`: digit_pairs)."""
-    path = Path(path)
-    try:
-        raw = read_yaml(path)
-    except FileNotFoundError:
-        raise StudyError(f"config file {path} does not exist") from None
-    except Exception as exc:  # yaml errors, unreadable file
-        raise StudyError(f"cannot read config file {path}: {str(exc).splitlines()[0]}") from None
-    config = raw.get("config", raw) if isinstance(raw, dict) else None
-    if not isinstance(config, dict):
-        raise StudyError(f"config file {path}: expected a mapping of hyperparameters")
-    if config.get("family", family) != family:
-        raise StudyError(f"config file {path} is for family {config['family']!r}, not {family!r}")
-    if config.get("task", "digit_pairs") != task:
-        raise StudyError(f"config file {path} is for task {config.get('task', 'digit_pairs')!r}, not {task!r}")
-    try:
-        return validate_config({**config, "task": task, "family": family})
-    except StudyError as exc:
-        raise StudyError(f"config file {path}: {exc}") from None
-
-
-def choose_config(task: str, family: str, config_path: str | None, study_dir: str | None) -> tuple[dict, str]:
-    """(config, where it came from): --config, else the tuned best config, else the space defaults."""
-    if config_path:
-        return load_config_file(config_path, family, task), str(config_path)
-    best = Path(study_dir) if study_dir else default_study_dir(task, family)
-    if (best / "best_config.yaml").exists():
-        return load_config_file(best / "best_config.yaml", family, task), str(best / "best_config.yaml")
-    space = load_space(default_space_path(family, task), family, task)
-    return validate_config(space.defaults()), f"{space.path} (defaults, untuned)"
-
-
-@dataclass(frozen=True)
-class Compute:
-    """Where and how trials and seeds run: the flags tune and rerun share, and the plugins every worker imports."""
-
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    device: str | None = None
-    address: str | None = None
-    batched: str = "auto"
-    plugins: tuple[str, ...] = ()
-
-    @classmethod
-    def from_args(cls, args, plugins: list[str] = ()) -> "Compute":
-        return cls(args.cpus_per_trial, args.gpus_per_trial, args.device, args.address, args.batched,
-                   tuple(plugins))
-
-
-def default_study_dir(task: str, family: str) -> Path:
-    """studies/<family> for digit_pairs (as before tasks existed), studies/<task>/<family> for other tasks."""
-    return Path("studies") / family if task == "digit_pairs" else Path("studies") / task / family
 
 
 def run_reruns(config: dict, seeds: int, tracker: Tracker, task, compute: Compute = Compute(),
@@ -249,57 +192,10 @@ def finalise_parent(tracker: Tracker, parent_id: str, config: dict, spec) -> dic
     return summaries[primary]
 
 
-def curve_names(spec) -> tuple[str, ...]:
-    """train/val loss, and the objective head's metric on train, val and test."""
-    stem = spec.objective.split("/", 1)[1]
-    return ("train/loss", "val/loss", f"train/{stem}", f"val/{stem}", f"test/{stem}")
-
-
 def yaml_dump(config: dict) -> str:
     import yaml
 
     return yaml.safe_dump(config, sort_keys=False)
-
-
-def learning_curves(family: str, curves: dict[str, dict[str, list[tuple[int, float]]]], spec):
-    """Loss and the objective head's metric per epoch: each seed a thin transparent line, the mean across seeds
-    bold."""
-    import numpy as np
-    from matplotlib.figure import Figure  # not pyplot: no global figure registry to fill and close
-
-    figure = Figure(figsize=(11, 4))
-    axes = figure.subplots(1, 2)
-    names = curve_names(spec)
-    panels = ((axes[0], names[:2], "loss"), (axes[1], names[2:], spec.objective.split("/", 1)[1]))
-    for axis, names, label in panels:
-        for colour, name in zip(("C0", "C1", "C2"), names):
-            series = [dict(history[name]) for history in curves.values() if history.get(name)]
-            if not series:
-                continue
-            epochs = sorted(set().union(*series))
-            for s in series:
-                axis.plot(list(s), list(s.values()), color=colour, alpha=0.25, linewidth=0.8)
-            mean = [np.mean([s[e] for s in series if e in s]) for e in epochs]
-            axis.plot(epochs, mean, color=colour, linewidth=2.5, label=f"{name} (mean of {len(series)})")
-        axis.set_xlabel("epoch")
-        axis.set_ylabel(label)
-        axis.legend()
-        axis.grid(alpha=0.3)
-    figure.suptitle(f"{family}: {len(curves)} seeds")
-    figure.tight_layout()
-    return figure
-
-
-def add_rerun_flags(parser) -> None:
-    """The flags study.rerun and study.tune share, with the same meaning."""
-    parser.add_argument("--seeds", type=cli.positive_int,
-                        help="seeds to rerun (default 10; for a preset, the number of runs its report averaged)")
-    parser.add_argument("--batched", choices=("auto", "on", "off"), default="auto",
-                        help="train all seeds as one vmapped model (default auto: on when the seeds get a GPU)")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, "
-                                               "else sqlite under ./mlruns)")
-    parser.add_argument("--experiment", help="MLflow experiment (default: the task's name, digit-pairs for "
-                                              "digit_pairs; for a preset, its table's name)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -313,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="config file: a best_config.yaml or a mapping of hyperparameters")
     parser.add_argument("--study-dir", help="where to find the tuned best config (default studies/<family>)")
     parser.add_argument("--epochs", type=cli.positive_int, help="override the config's epochs")
-    add_rerun_flags(parser)
+    cli.add_rerun_flags(parser)
     cli.add_cluster_flags(parser)
     cli.add_task_flags(parser)
     cli.add_data_flags(parser)

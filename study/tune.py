@@ -45,7 +45,9 @@ from study.interruptions import settle_what_interruptions_left
 from study.ray_session import (check_reachable_from_every_node, connect_ray, current_node,
                                join_cluster_before_writing)
 from study.ray_snapshot import align_search_state_with_trials
-from study.rerun import Compute, add_rerun_flags, default_study_dir, load_config_file, run_reruns
+from study.cli import Compute
+from study.config_files import default_study_dir, load_config_file
+from study.rerun import run_reruns
 from study.space import SearchSpace, default_space_path, load_space
 from study.tracking import Tracker, default_experiment, resolve_tracking_uri
 EXPERIMENT = "search"
@@ -239,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-failures", type=cli.non_negative_int, default=1,
                         help="retries of a trial that raises, before it counts as errored (default 1)")
     parser.add_argument("--no-rerun", action="store_true", help="stop after the search")
-    add_rerun_flags(parser)
+    cli.add_rerun_flags(parser)
     cli.add_cluster_flags(parser)
     cli.add_task_flags(parser)
     cli.add_data_flags(parser)

@@ -70,8 +70,6 @@ def small_config(family: str, **overrides) -> dict:
 
 def run_module(module: str, *args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 300):
     """Run `python -m module args` as a user would; returns the CompletedProcess."""
-    import subprocess
-
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=full_env,
                           cwd=cwd or REPO, timeout=timeout)
@@ -83,12 +81,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def optuna_trials(study_dir):
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+def optuna_trials(study_dir, family: str = "base"):
+    """The trials of the Optuna study of a study dir (its journal)."""
+    from study.searcher import optuna_study
 
-    storage = JournalStorage(JournalFileBackend(str(study_dir / "optuna.journal")))
-    return optuna.load_study(study_name="base", storage=storage).trials
+    return optuna_study(study_dir, family).trials
 
 
 def trial_dirs(study_dir):

@@ -290,7 +290,6 @@ def test_a_resume_runs_again_trials_that_optuna_saw_finish_after_rays_snapshot(t
     one of each end Optuna knows (COMPLETE, FAIL, PRUNED). Ray runs them again on resume; their searcher, restored
     from the snapshot, must not report to the finished Optuna trials. The study ends with exactly the trials asked
     for, Optuna keeping its record of the three and agreeing with Ray trial for trial."""
-    import optuna
     from ray.tune import ExperimentAnalysis
 
     space = tmp_path / "space.yaml"
