@@ -66,7 +66,7 @@ def fit_batched(config: dict, seeds: list[int], datas: list[TaskData], *, evalua
         base.train()
         orders = torch.stack([torch.randperm(n, generator=g) for g in shuffles]).to(device)  # (K, N)
         loss_sum = torch.zeros(k, device=device)
-        scores = [dict() for _ in range(k)]
+        scores = {}
         for start in range(0, n, batch_size):
             index = orders[:, start:start + batch_size]  # (K, B): each seed's own batch
             targets = {name: t[seed_index, index] for name, t in train_targets.items()}
@@ -80,8 +80,8 @@ def fit_batched(config: dict, seeds: list[int], datas: list[TaskData], *, evalua
         for cfg, value in zip(configs, train_loss):
             if not math.isfinite(value):
                 raise NonFiniteLoss(f"train/loss is {value} at epoch {epoch} (seed {cfg['seed']})")
-        rows = [{"epoch": epoch, "train/loss": loss, **score_metrics(seed_scores, "train")}
-                for loss, seed_scores in zip(train_loss, scores)]
+        rows = [{"epoch": epoch, "train/loss": loss, **metrics}
+                for loss, metrics in zip(train_loss, score_metrics(scores, "train", k))]
         splits = [("val", [d.val for d in datas])] + ([("test", [d.test for d in datas])] if evaluate_test else [])
         for prefix, split in splits:
             for row, metrics in zip(rows, evaluate_batched(base, params, buffers, split, prefix, device)):
@@ -91,19 +91,23 @@ def fit_batched(config: dict, seeds: list[int], datas: list[TaskData], *, evalua
     return results
 
 
-def add_scores(base, out: dict, targets: dict, scores: list[dict]) -> None:
-    """Add each seed's head scores (summed, with their counts) of a (K, B, ...) batch to scores[k]."""
+def add_scores(base, out: dict, targets: dict, scores: dict) -> None:
+    """Add the head scores of a (K, B, ...) batch to `scores`: {head: ((K,) sums on the device, items per seed)}."""
     predictions = base.predict(out)
     for head in base.predicted_heads(out):
         target = targets[head.name]
         per_seed = vmap(head.score)(predictions[head.name], target)  # (K,)
-        for seed_scores, value in zip(scores, per_seed):
-            total, count = seed_scores.get(head, (0, 0))
-            seed_scores[head] = (total + value, count + target[0].numel())
+        total, count = scores.get(head, (0, 0))
+        scores[head] = (total + per_seed, count + target[0].numel())
 
 
-def score_metrics(seed_scores: dict, prefix: str) -> dict[str, float]:
-    return {f"{prefix}/{head.metric_name}": float(total) / count for head, (total, count) in seed_scores.items()}
+def score_metrics(scores: dict, prefix: str, k: int) -> list[dict[str, float]]:
+    """One {metric name: value} per seed (one host sync per head)."""
+    rows = [{} for _ in range(k)]
+    for head, (total, count) in scores.items():
+        for row, value in zip(rows, total.tolist()):
+            row[f"{prefix}/{head.metric_name}"] = value / count
+    return rows
 
 
 @torch.inference_mode()
@@ -119,12 +123,12 @@ def evaluate_batched(base, params, buffers, splits, prefix: str, device) -> list
         out = functional_call(base, (p, b), (xs,))
         return base.loss(out, ts) * len(xs), out
 
-    loss_sum, scores = 0, [dict() for _ in range(k)]
+    loss_sum, scores = 0, {}
     for start in range(0, n, EVAL_CHUNK):
         chunk = slice(start, start + EVAL_CHUNK)
         chunk_targets = {name: t[:, chunk] for name, t in targets.items()}
         loss, out = vmap(loss_and_out)(params, buffers, x[:, chunk], chunk_targets)
         loss_sum = loss_sum + loss
         add_scores(base, out, chunk_targets, scores)
-    return [{f"{prefix}/loss": loss / n, **score_metrics(seed_scores, prefix)}
-            for loss, seed_scores in zip(loss_sum.tolist(), scores)]
+    return [{f"{prefix}/loss": loss / n, **metrics}
+            for loss, metrics in zip(loss_sum.tolist(), score_metrics(scores, prefix, k))]
