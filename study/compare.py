@@ -1,0 +1,85 @@
+"""Compare families on one task with equal budgets: each family searched, its best config rerun on the same seeds,
+then the report — one command, one folder, one MLflow experiment.
+
+    python -m study.compare --families base,base_aux,sep,sep_aux --data-dir ../shared/data
+    python -m study.compare --task arrays --data mnist.npz --families single_head,split_heads --seeds 10
+
+Every family gets the same search budget (trials, epochs, grace period, study seed) and its best config is rerun on
+the same seeds 1..K, so seed k draws the same splits and initial seed for every family and the report's
+differences are paired. Output folder (`--out`, default comparisons/<name>): one study dir per family
+(search/<family>/) and the report (report/). MLflow: experiment `compare-<name>`. Run the same command again after
+an interruption: finished searches are kept, interrupted ones resume, finished seeds are not retrained.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from study import cli
+from study.errors import StudyError
+
+
+def parse_families(text: str) -> list[str]:
+    families = [name.strip() for name in text.split(",") if name.strip()]
+    if len(families) < 2 or len(set(families)) != len(families):
+        raise StudyError(f"--families {text!r}: give two or more different families, comma-separated")
+    return families
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.make_parser("study.compare", __doc__.splitlines()[0],
+                             "python -m study.compare --families base,base_aux,sep,sep_aux --data-dir ../shared/data")
+    parser.add_argument("--families", required=True, help="families of the task, comma-separated")
+    parser.add_argument("--name", help="the comparison's name (default: the families joined by '-')")
+    parser.add_argument("--out", help="output folder (default comparisons/<name>)")
+    parser.add_argument("--num-samples", type=cli.positive_int, default=24, help="trials per family (default 24)")
+    parser.add_argument("--max-epochs", type=cli.positive_int, help="epochs per trial (default: the space files')")
+    parser.add_argument("--grace-period", type=cli.positive_int, help="ASHA grace period (default 3)")
+    parser.add_argument("--max-concurrent", type=cli.positive_int, default=2, help="trials at once (default 2)")
+    parser.add_argument("--seed", type=cli.non_negative_int, default=0, help="the study seed of every search")
+    parser.add_argument("--spaces", help="a folder of <family>.yaml search spaces (default search_spaces/<task>/)")
+    cli.add_rerun_flags(parser)
+    cli.add_cluster_flags(parser)
+    cli.add_task_flags(parser)
+    cli.add_data_flags(parser)
+    cli.add_plugin_flag(parser)
+    args = parser.parse_args(argv)
+    plugins = cli.load_plugins(args)
+    families = parse_families(args.families)
+
+    from study import report, tune
+    from study.families import get_family
+
+    for family in families:
+        get_family(family, args.task)  # every name checked before anything runs
+    name = args.name or "-".join(families)
+    out = Path(args.out) if args.out else Path("comparisons") / name
+    experiment = args.experiment or f"compare-{name}"
+    shared = [*(["--task", args.task]), *(["--data", args.data] if args.data else []),
+              *(["--heads", args.heads] if args.heads else []), *(["--data-dir", args.data_dir] if args.data_dir else []),
+              *(["--device", args.device] if args.device else []), *(["--address", args.address] if args.address else []),
+              *[flag for plugin in plugins for flag in ("--plugin", plugin)]]
+    budget = ["--num-samples", str(args.num_samples), "--max-concurrent", str(args.max_concurrent),
+              "--seed", str(args.seed), "--cpus-per-trial", str(args.cpus_per_trial),
+              "--gpus-per-trial", str(args.gpus_per_trial), "--batched", args.batched,
+              "--seeds", str(args.seeds or 10), "--experiment", experiment,
+              *(["--max-epochs", str(args.max_epochs)] if args.max_epochs else []),
+              *(["--grace-period", str(args.grace_period)] if args.grace_period else []),
+              *(["--tracking-uri", args.tracking_uri] if args.tracking_uri else [])]
+    start = time.perf_counter()
+    for i, family in enumerate(families, 1):
+        print(f"[{i}/{len(families)}] {family}: search and reruns in {out / 'search' / family} "
+              f"({time.perf_counter() - start:.0f} s so far)", flush=True)
+        space = ["--space", str(Path(args.spaces) / f"{family}.yaml")] if args.spaces else []
+        tune.main(["--family", family, "--study-dir", str(out / "search" / family), *space, *budget, *shared])
+    print(f"[report] {out / 'report'}", flush=True)
+    report.main(["--experiment", experiment, "--out", str(out / "report"),
+                 *(["--tracking-uri", args.tracking_uri] if args.tracking_uri else [])])
+    print(f"comparison of {len(families)} families finished in {time.perf_counter() - start:.0f} s: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))
