@@ -6,8 +6,8 @@
 
 The objective is the task's validation metric (digit_pairs: validation accuracy); the test split never reaches a
 tuning trial. Every trial of a study trains on the same splits (the study's `--seed` draws them and seeds the
-sampler). Run the same command again
-after an interruption and it resumes (Tuner.restore); `--fresh` starts over; a finished study is shown, not rerun.
+sampler). Run the same command again after an interruption and it resumes (Tuner.restore); `--fresh` starts over;
+a finished study is shown, not rerun.
 
 Study directory (`--study-dir`, default studies/<family>, or studies/<task>/<family> beside digit_pairs):
     study.yaml        the study's settings; a resume must match them
@@ -15,9 +15,9 @@ Study directory (`--study-dir`, default studies/<family>, or studies/<task>/<fam
     ray/search/       Ray Tune's experiment state and per-trial results
     best_config.yaml  the best trial's config and validation score, written once the search ends
 
-How early-stopped trials reach the sampler: every trial reports the best of the objective over its epochs so far
-(`val/acc_best` for digit_pairs), and that is both ASHA's and Optuna's objective. A trial ASHA stops reaches Optuna as
-COMPLETE with its best value within the epochs it was given: a lower bound of what it would have reached, which
+How early-stopped trials reach the sampler: every trial reports the best of the objective over its epochs so
+far (`val/acc_best` for digit_pairs), and that is both ASHA's and Optuna's objective. A trial ASHA stops reaches
+Optuna as COMPLETE with its best value within the epochs it was given: a lower bound of what it would have reached, which
 ranks it below the trials that earned more epochs (the sampler learns "poor region" from it, as intended). The
 best config is chosen among the trials that trained the full `--max-epochs`, so its score and its epoch budget
 belong together.
@@ -37,7 +37,9 @@ from pathlib import Path
 
 from study import cli
 from study.atomic_storage import storage_filesystem
+from study.cli import Compute
 from study.config import validate_config
+from study.config_files import default_study_dir, load_config_file
 from study.errors import Interrupted, StudyError
 from study.faults import inject_fault
 from study.files import read_yaml, write_yaml
@@ -45,11 +47,10 @@ from study.interruptions import settle_what_interruptions_left
 from study.ray_session import (check_reachable_from_every_node, connect_ray, current_node,
                                join_cluster_before_writing)
 from study.ray_snapshot import align_search_state_with_trials
-from study.cli import Compute
-from study.config_files import default_study_dir, load_config_file
 from study.rerun import run_reruns
 from study.space import SearchSpace, default_space_path, load_space
 from study.tracking import Tracker, default_experiment, resolve_tracking_uri
+
 EXPERIMENT = "search"
 TOP_SHOWN = 5
 
@@ -162,8 +163,8 @@ def make_tuner(space: SearchSpace, budget: Budget, objective: Objective, seed: i
     from study.searcher import ResumableOptunaSearch, optuna_journal
 
     searcher = ResumableOptunaSearch(space=space.define_by_run(), metric=objective.metric, mode=objective.mode,
-                            sampler=optuna.samplers.TPESampler(seed=seed),
-                            study_name=space.family, storage=optuna_journal(study_dir))
+                                     sampler=optuna.samplers.TPESampler(seed=seed),
+                                     study_name=space.family, storage=optuna_journal(study_dir))
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=budget.max_epochs,
                               grace_period=budget.grace_period, reduction_factor=3)
     return tune.Tuner(

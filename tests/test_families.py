@@ -137,3 +137,13 @@ def test_residual_blocks_add_their_input_and_resless_ones_do_not():
 def test_a_family_of_another_task_is_one_clear_error():
     with pytest.raises(StudyError, match="family 'base' is for task digit_pairs, not 'arrays'"):
         get_family("base", "arrays")
+
+
+def test_the_family_listing_names_every_family_under_its_task(capsys):
+    from study.families.__main__ import main
+
+    assert main([]) == 0
+    listing = capsys.readouterr().out
+    pairs = listing[listing.index("digit_pairs:"):]
+    assert all(f"\n  {family} " in pairs for family in PAIR_FAMILIES)
+    assert "c, f, h, dropout, batchnorm, aux_weight" in listing  # base_aux's hyperparameters
