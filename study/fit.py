@@ -42,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("epochs", "seed"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
-    config = resolve_config(args.family, overrides, args.space, args.task)
-    device = resolve_device(args.device)
     task = cli.open_task(args)
+    config = task.with_settings(resolve_config(args.family, overrides, args.space, args.task))
+    device = resolve_device(args.device)
     data = task.draw(config["seed"], config)
     print(f"config: {config}  device: {device}", flush=True)
 

@@ -7,7 +7,9 @@
 Without --config the family's tuned best config (studies/<family>/best_config.yaml, or --study-dir) is used,
 else its search-space defaults. Each seed draws new train/val/test splits and a new initialisation; the rerun
 seeds are 1, 2, ... skipping the seed the config was tuned with. Seeds already FINISHED in MLflow for the same
-config are skipped, so an interrupted rerun completes only the missing seeds when run again.
+config are skipped, so an interrupted rerun completes only the missing seeds when run again. A seed that diverged
+(NaN loss) is done too: a failure of the config, counted in the summary at the failure value (chance level), not
+retried unless --retry-diverged is given.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from study.errors import Interrupted, StudyError
 from study.figures import curve_names, learning_curves
 from study.presets import Preset, load_presets
 from study.ray_session import current_node, join_cluster_before_writing
-from study.stats import describe, format_summary
+from study.stats import WORST, describe, format_summary, resolve_failure_value, with_failures
 from study.tracking import Tracker, default_experiment, environment_tags, resolve_tracking_uri
 from study.train import NonFiniteLoss
 
@@ -87,22 +89,52 @@ def use_batched(mode: str, config: dict, gpus_per_trial: float, device: str | No
     return mode == "on" or (gpus_per_trial > 0 and (device is None or device.startswith("cuda")))
 
 
-def run_reruns(config: dict, seeds: int, tracker: Tracker, task, compute: Compute = Compute(),
-               preset: Preset | None = None) -> dict:
-    """Train the missing seeds of `config` on Ray (`task`: the loaded Task they draw their splits from), log each
-    to MLflow as it lands; returns the summary of the task's primary metric (digit_pairs: test/acc).
+def failure_tags(spec) -> dict[str, str]:
+    """How a diverged seed enters the statistics (stats.FAILURE_RULE), recorded on the parent run so a report needs
+    no task: `failure_value`, the chance level of the primary metric's head (binary 0.5, n classes 1/n), or
+    `worst` for a regression head (an error has no chance level: the worst finished seed of the config);
+    `failure_rule`, that in words; `higher_is_better` of the primary metric."""
+    try:
+        head = spec.head_of(spec.primary_metric)
+    except ValueError:  # a primary metric that is no head's metric (e.g. a loss): no chance level either
+        return {"failure_value": WORST, "higher_is_better": str(spec.mode == "max").lower(),
+                "failure_rule": f"{spec.primary_metric} has no chance level: the worst finished seed"}
+    if head.kind == "binary":
+        value, rule = 0.5, f"chance level of the binary head {head.name!r}: 0.5"
+    elif head.kind == "classes":
+        value = 1 / head.classes
+        rule = f"chance level of the {head.classes}-class head {head.name!r}: 1/{head.classes}"
+    else:
+        value, rule = WORST, (f"the regression head {head.name!r} ({head.metric_name}) has no chance level: the "
+                              "worst finished seed of the same config")
+    return {"failure_value": str(value), "failure_rule": rule, "higher_is_better": str(head.higher_is_better).lower()}
 
-    A seed whose loss turns NaN is logged as a FAILED run tagged `diverged` (and tried again by the next call);
+
+def run_reruns(config: dict, seeds: int, tracker: Tracker, task, compute: Compute = Compute(),
+               preset: Preset | None = None, retry_diverged: bool = False) -> dict:
+    """Train the missing seeds of `config` on Ray (`task`: the loaded Task they draw their splits from), log each
+    to MLflow as it lands; returns the summary of the task's primary metric (digit_pairs: test/acc), diverged
+    seeds entered at the failure value (failure_tags).
+
+    A seed whose loss turns NaN is logged as a FAILED run tagged `diverged`: a failure of the config, done like a
+    finished seed, trained again only with `retry_diverged` (it diverges the same way on the same seed otherwise).
     Ctrl-C marks the parent KILLED and keeps every seed already logged.
     """
     family = config["family"]
     parent_id = tracker.parent_run(family, config, preset_tags(preset) if preset else None,
-                                   {"primary_metric": task.spec.primary_metric, "objective": task.spec.objective})
+                                   {"primary_metric": task.spec.primary_metric, "objective": task.spec.objective,
+                                    **failure_tags(task.spec)})
     wanted = rerun_seeds(config["seed"], seeds)
-    done = tracker.finished_seeds(parent_id)
+    finished, diverged = tracker.seed_outcomes(parent_id)
+    done = set(finished) if retry_diverged else set(finished) | set(diverged)
     missing = [seed for seed in wanted if seed not in done]
+    n_diverged = sum(seed in diverged for seed in wanted)
+    note = ""
+    if n_diverged:
+        note = (f"; {n_diverged} diverged before, " + ("retried (--retry-diverged)" if retry_diverged else
+                "not retried (--retry-diverged trains them again)"))
     print(f"reruns of {family} (parent run {parent_id} in experiment {tracker.experiment!r} at {tracker.uri}): "
-          f"{len(wanted) - len(missing)} of {len(wanted)} seeds already finished", flush=True)
+          f"{sum(seed in finished for seed in wanted)} of {len(wanted)} seeds already finished{note}", flush=True)
     if missing:
         try:
             train_missing(config, missing, tracker, parent_id, task, compute)
@@ -162,21 +194,34 @@ def train_missing(config: dict, missing: list[int], tracker: Tracker, parent_id:
 
 
 def finalise_parent(tracker: Tracker, parent_id: str, config: dict, spec) -> dict:
-    """Summary metrics, learning curves and the config on the parent run, from all its FINISHED seeds."""
-    from mlflow.entities import Metric
+    """Summary metrics, learning curves and the config on the parent run, from all its FINISHED seeds and its
+    diverged ones, entered at the failure value (failure_tags: recorded as tags, counted in n_diverged)."""
+    from mlflow.entities import Metric, RunTag
 
-    children = tracker.finished_seeds(parent_id)
-    summaries = {}
+    children, diverged = tracker.seed_outcomes(parent_id)
+    failure = failure_tags(spec)
+    summaries, values_entered = {}, {}
     metrics = []
     now = int(time.time() * 1000)
     primary, primary_at_best, objective_best = seed_summary_names(spec)
-    for name in (primary, primary_at_best, objective_best):
-        values = [run.data.metrics[name] for run in children.values() if name in run.data.metrics]
-        summaries[name] = describe(values)
+    primary_higher = failure["higher_is_better"] == "true"
+    # The chance level belongs to the primary metric's head; the objective of another head takes its worst seed.
+    objective_setting = failure["failure_value"] if spec.objective.split("/", 1)[-1] == primary.split("/", 1)[-1] \
+        else WORST
+    for name, setting, higher in ((primary, failure["failure_value"], primary_higher),
+                                  (primary_at_best, failure["failure_value"], primary_higher),
+                                  (objective_best, objective_setting, spec.mode == "max")):
+        values = {seed: run.data.metrics[name] for seed, run in children.items() if name in run.data.metrics}
+        entered = resolve_failure_value(setting, values.values(), higher)
+        if diverged and entered is not None:
+            values = with_failures(values, diverged, entered)
+        values_entered[name] = entered
+        summaries[name] = describe(values.values())
         metrics += [Metric(f"{name}_{stat}", float(value), now, 0)
                     for stat, value in summaries[name].items() if stat != "n"]
-    metrics.append(Metric("n_seeds", float(len(children)), now, 0))
-    tracker.client.log_batch(parent_id, metrics=metrics)
+    metrics += [Metric("n_seeds", float(len(children) + len(diverged)), now, 0),
+                Metric("n_finished", float(len(children)), now, 0), Metric("n_diverged", float(len(diverged)), now, 0)]
+    tracker.client.log_batch(parent_id, metrics=metrics, tags=[RunTag(k, v) for k, v in failure.items()])
     tracker.client.log_text(parent_id, yaml_dump(config), "config.yaml")
     names = curve_names(spec)
     curves = {run.data.tags["seed"]: tracker.histories(run.info.run_id, names) for run in children.values()}
@@ -184,6 +229,12 @@ def finalise_parent(tracker: Tracker, parent_id: str, config: dict, spec) -> dic
     tracker.client.set_terminated(parent_id, status="FINISHED")
     family = config["family"]
     best = "max" if spec.mode == "max" else "min"
+    if diverged:
+        entered = values_entered[primary]
+        print(f"{family}: {len(children)} seeds finished, {len(diverged)} diverged (seeds "
+              f"{', '.join(map(str, sorted(diverged)))}), entered "
+              + (f"at {entered:g} ({failure['failure_rule']})" if entered is not None else
+                 f"nowhere: {failure['failure_rule']}, and no seed finished"))
     print(format_summary(f"{family} {primary} (final epoch)", summaries[primary]))
     print(format_summary(f"{family} {primary} at best-val epoch", summaries[primary_at_best]))
     print(format_summary(f"{family} {best} {spec.objective} over epochs"
@@ -209,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="config file: a best_config.yaml or a mapping of hyperparameters")
     parser.add_argument("--study-dir", help="where to find the tuned best config (default studies/<family>)")
     parser.add_argument("--epochs", type=cli.positive_int, help="override the config's epochs")
+    parser.add_argument("--retry-diverged", action="store_true",
+                        help="train again the seeds that diverged (NaN loss) before; by default a diverged seed is "
+                             "done, a failure of the config entered in the summary at chance level")
     cli.add_rerun_flags(parser)
     cli.add_cluster_flags(parser)
     cli.add_task_flags(parser)
@@ -237,10 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     join_cluster_before_writing(args.address, resolve_tracking_uri(args.tracking_uri), plugins)
     tracker = Tracker(args.tracking_uri, experiment)
     for config, source, preset in jobs:
+        config = task.with_settings(config)
         if args.epochs:
             config = {**config, "epochs": args.epochs}
         print(f"config from {source}: {config}", flush=True)
-        run_reruns(config, seeds, tracker, task, Compute.from_args(args, plugins), preset)
+        run_reruns(config, seeds, tracker, task, Compute.from_args(args, plugins), preset, args.retry_diverged)
     return 0
 
 

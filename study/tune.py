@@ -258,10 +258,10 @@ def main(argv: list[str] | None = None) -> int:
                     args.max_failures)
     if budget.grace_period > budget.max_epochs:
         raise StudyError(f"--grace-period {budget.grace_period} exceeds --max-epochs {budget.max_epochs}")
-    space = SearchSpace(space.path, space.family, space.params, {**space.fixed, "epochs": budget.max_epochs,
-                                                                   "seed": args.seed}, space.task)
     # Every check a user's input can fail comes before the first write: data, cluster, study dir, tracking store.
     task = cli.open_task(args)
+    fixed = task.with_settings({**space.fixed, "epochs": budget.max_epochs, "seed": args.seed})
+    space = SearchSpace(space.path, space.family, space.params, fixed, space.task)
     join_cluster_before_writing(args.address, resolve_tracking_uri(args.tracking_uri), plugins)
     study_dir = study_dir_for(args)
     check_writable(study_dir)

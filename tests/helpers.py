@@ -90,3 +90,14 @@ def optuna_trials(study_dir, family: str = "base"):
 
 def trial_dirs(study_dir):
     return sorted((study_dir / "ray" / "search").glob("trial_*"))
+
+
+def write_arrays(folder: Path, n: int = 240, seed: int = 0) -> str:
+    """A small learnable .npz for the arrays task, with its heads YAML beside it: x (n, 8) vectors; `label` (3
+    classes: which of x[:, :3] is largest), `size` (regression: 2 * x[:, 3] + 5), `flag` (binary: x[:, 4] > 0)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8)).astype(np.float32)
+    path = folder / "small.npz"
+    np.savez(path, x=x, label=x[:, :3].argmax(1), size=2 * x[:, 3] + 5, flag=(x[:, 4] > 0).astype(np.int64))
+    (folder / "small.yaml").write_text("label: classes:3\nsize: regression\nflag: binary\n")
+    return str(path)

@@ -172,3 +172,12 @@ class Task:
 
     def draw(self, seed: int, config: dict) -> TaskData:
         raise NotImplementedError
+
+    def with_settings(self, config: dict) -> dict:
+        """`config` with this task's settings filled in where it holds none or the task's default. An instance may
+        hold settings of its own (the arrays task: the loaded file's path, hash and heads): they travel with every
+        config a command makes, into the config hash, MLflow and study.yaml, so runs on other data are never mixed
+        up (a config made for other data keeps its values, and draw() refuses it)."""
+        defaults = type(self).settings
+        return {**config, **{key: value for key, value in self.settings.items()
+                             if key not in config or config[key] == defaults.get(key)}}
