@@ -1,15 +1,24 @@
-"""Compare every family of an MLflow experiment on held-out test accuracy over seeds.
+"""Compare every pair of families of an MLflow experiment on held-out test results over seeds (DESIGN.md 2b).
 
     python -m study.report
     python -m study.report --experiment digit-pairs --out reports/digit-pairs
 
-Per family (its latest parent run, i.e. the config rerun last): test accuracy at the final epoch, mean ± std,
-Student-t 95% CI and n; also test accuracy at the best-validation epoch and max validation accuracy over epochs
-(the original report 002's statistic, which is optimistic: it picks the best epoch on the data it reports).
-Each family is compared with the best one by Welch's t-test, p-values Holm-corrected for the number of
-comparisons. Runs of a published-table preset (study.rerun --preset) are compared per preset and also shown
-beside the published number. Written as report.md, report.csv (published.csv), boxplot.png to --out and logged
-to a `report` run.
+Arms: per task, each family's latest parent run (the config rerun last); a published-table preset
+(study.rerun --preset) is an arm of its own. Every seed counts: a seed that diverged (NaN loss) is a failure of its
+arm, counted and entered in every statistic at the failure value its parent run records (chance level of the
+primary metric's head; for an error metric, which has no chance level, the arm's worst finished seed).
+
+Per arm: the task's primary metric (digit_pairs: test/acc) at the final epoch, mean ± std, Student-t 95% CI, n
+finished / n diverged; the primary metric at the best-validation epoch; the best validation objective over epochs
+(report 002's statistic, optimistic: it picks the best epoch on the data it reports).
+Every pair of arms (stats.compare_all): paired where the arms ran the same seeds (rerun seed k draws the same
+splits and initialisation for every family), unpaired otherwise, and the table says which: the mean difference
+with its t CI and BCa bootstrap CI, the t-test and the rank test (Wilcoxon signed-rank / Mann-Whitney U), p-values
+Holm-corrected over all pairs of the task, an effect size and P(A > B) over seeds.
+Presets also stand beside their published numbers.
+
+Written to --out: report.md, report.csv (per arm), pairwise.csv, report.html (one self-contained page: tables and
+figures embedded), forest.png, seeds.png, curves.png (published.csv with presets); all logged to a `report` run.
 """
 
 from __future__ import annotations
@@ -18,155 +27,466 @@ import csv
 import io
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from study import cli
 from study.errors import StudyError
-from study.stats import describe, holm
+from study.stats import (COMPARISON_FIELDS, DEFAULT_RESAMPLES, ORIENTATION_RULE, WORST, compare_all, describe,
+                         failure_rule, resolve_failure_value, with_failures)
 from study.tracking import DEFAULT_EXPERIMENT, ROLE, Tracker
 
 ALPHA = 0.05
 
 
+def _stem(metric: str) -> str:
+    return metric.split("/", 1)[-1]
+
+
+def _higher_is_better(metric: str) -> bool:
+    """For parent runs that predate the `higher_is_better` tag: accuracies up, errors and losses down."""
+    return not _stem(metric).endswith(("mae", "loss"))
+
+
 @dataclass
 class FamilyResult:
+    """One compared arm: a family's (or a preset's) latest parent run, its finished and its diverged seeds."""
+
     family: str  # the compared arm: the family, or the preset's name for a published-table preset
     parent_id: str
     config_hash: str
-    test: list[float]  # test/acc at the final epoch, one per seed
-    test_at_best_val: list[float]
-    max_val: list[float]  # max val/acc over epochs
+    finished: dict[int, dict[str, float]]  # seed -> its summary metrics (primary, at best val, objective best)
+    diverged: list[int] = field(default_factory=list)  # seeds whose loss turned NaN: failures, never dropped
+    task: str = "digit_pairs"
+    primary: str = "test/acc"  # the task's primary metric (parent tag primary_metric)
+    objective: str = "val/acc"  # the tuning objective (parent tag objective)
+    higher_is_better: bool = True  # of the primary metric
+    failure_setting: str | None = None  # parent tag failure_value: a number (chance level), "worst", or not recorded
+    failure_rule: str = ""  # the parent's failure_rule tag, in words
     published: dict | None = None  # preset tags: statistic, published_mean, published_std
+    run_ids: dict[int, str] = field(default_factory=dict)  # finished seed -> its child run
+    curves: dict[str, dict[int, list[tuple[int, float]]]] = field(default_factory=dict)  # metric -> seed -> steps
+
+    @property
+    def at_best_val(self) -> str:
+        return f"{self.primary}_at_best_val"
+
+    @property
+    def objective_best(self) -> str:
+        return f"{self.objective}_best"
+
+    @property
+    def objective_higher_is_better(self) -> bool:
+        return self.higher_is_better if _stem(self.objective) == _stem(self.primary) else \
+            _higher_is_better(self.objective)
+
+    def values(self, metric: str) -> dict[int, float]:
+        """seed -> `metric` over the finished seeds only."""
+        return {seed: m[metric] for seed, m in sorted(self.finished.items()) if metric in m}
+
+    def failure_value(self, metric: str | None = None) -> float | None:
+        """The value a diverged seed enters `metric` at (default the primary metric): the recorded chance level
+        for a metric of the primary head, else the worst finished seed; None when there is none to take."""
+        metric = metric or self.primary
+        same_head = metric != self.objective_best or _stem(self.objective) == _stem(self.primary)
+        higher = self.higher_is_better if metric != self.objective_best else self.objective_higher_is_better
+        return resolve_failure_value(self.failure_setting if same_head else WORST, self.values(metric).values(),
+                                     higher)
+
+    def entered(self, metric: str | None = None) -> dict[int, float]:
+        """seed -> `metric` for every seed, the diverged ones at the failure value (stats.with_failures); the
+        diverged seeds are left out only when no failure value exists (no finished seed to take the worst of)."""
+        metric = metric or self.primary
+        value = self.failure_value(metric)
+        if not self.diverged or value is None:
+            return self.values(metric)
+        return with_failures(self.values(metric), self.diverged, value)
+
+    @property
+    def test(self) -> list[float]:
+        """The primary metric over every seed, diverged ones at the failure value."""
+        return list(self.entered().values())
+
+    def failure_words(self) -> str:
+        """How this arm's diverged seeds enter, in words."""
+        value = self.failure_value()
+        if self.failure_setting is None:
+            rule = "no failure value recorded on the parent run (it predates them): the worst finished seed"
+        else:
+            rule = self.failure_rule or ("the worst finished seed" if self.failure_setting == WORST
+                                         else "chance level")
+        return f"{value:g} ({rule})" if value is not None else f"none: {rule}, and no seed finished"
 
 
 def collect(tracker: Tracker) -> list[FamilyResult]:
-    """The latest parent run of each family (or preset) with at least one finished seed."""
+    """The latest parent run of each family (or preset) with at least one finished or diverged seed, per task;
+    sorted by task, then best first (the primary metric's mean over every seed, diverged ones included)."""
     results = {}
     for parent in tracker.search(f"tags.`{ROLE}` = 'parent'"):  # newest first
         tags = parent.data.tags
         arm = tags.get("preset") or tags["family"]
-        if tags.get("task", "digit_pairs") != "digit_pairs":
-            arm = f"{tags['task']}/{arm}"  # families of different tasks are never mixed up
+        task = tags.get("task", "digit_pairs")
+        if task != "digit_pairs":
+            arm = f"{task}/{arm}"  # families of different tasks are never mixed up
         if arm in results:
             continue
-        seeds = tracker.finished_seeds(parent.info.run_id).values()
-        if not seeds:
+        finished, diverged = tracker.seed_outcomes(parent.info.run_id)
+        if not finished and not diverged:
             continue
-        metric = lambda name: [run.data.metrics[name] for run in seeds if name in run.data.metrics]  # noqa: E731
-        published = {k: tags[k] for k in ("statistic", "published_mean", "published_std")} if "preset" in tags else None
         primary, objective = tags.get("primary_metric", "test/acc"), tags.get("objective", "val/acc")
-        results[arm] = FamilyResult(arm, parent.info.run_id, tags.get("config_hash", ""), metric(primary),
-                                    metric(f"{primary}_at_best_val"), metric(f"{objective}_best"), published)
-    return sorted(results.values(), key=lambda r: -describe(r.test)["mean"])
+        higher = tags["higher_is_better"] == "true" if "higher_is_better" in tags else _higher_is_better(primary)
+        published = {k: tags[k] for k in ("statistic", "published_mean", "published_std")} if "preset" in tags else None
+        results[arm] = FamilyResult(
+            arm, parent.info.run_id, tags.get("config_hash", ""),
+            {seed: dict(run.data.metrics) for seed, run in finished.items()}, sorted(diverged), task, primary,
+            objective, higher, tags.get("failure_value"), tags.get("failure_rule", ""), published,
+            {seed: run.info.run_id for seed, run in finished.items()})
+
+    def order(result: FamilyResult):
+        mean = describe(result.test)["mean"]
+        return result.task, math.isnan(mean), -mean if result.higher_is_better else mean
+
+    return sorted(results.values(), key=order)
+
+
+def load_curves(tracker: Tracker, results: list[FamilyResult]) -> None:
+    """Per finished seed, the objective's validation metric and the primary test metric per epoch (for the
+    learning-curve figure): two metric histories per seed."""
+    for result in results:
+        names = (result.objective, result.primary)
+        result.curves = {name: {} for name in names}
+        for seed, run_id in result.run_ids.items():
+            for name, history in tracker.histories(run_id, names).items():
+                if history:
+                    result.curves[name][seed] = history
+
+
+@dataclass(frozen=True)
+class Units:
+    """How a metric is printed: accuracies in %, their differences in percentage points; errors as they are."""
+
+    scale: float
+    value: str  # unit of a value, e.g. "%"
+    difference: str  # unit of a difference, e.g. "pp"
+
+    @classmethod
+    def of(cls, higher_is_better: bool) -> "Units":
+        return cls(100.0, "%", "pp") if higher_is_better else cls(1.0, "", "")
+
+    def fmt(self, value: float, signed: bool = False) -> str:
+        if value is None or math.isnan(value):
+            return "–"
+        scaled = value * self.scale
+        return (f"{scaled:+.2f}" if signed else f"{scaled:.2f}") if self.scale == 100 else \
+            (f"{scaled:+.4g}" if signed else f"{scaled:.4g}")
+
+    def interval(self, low: float, high: float, signed: bool = False) -> str:
+        return "–" if math.isnan(low) or math.isnan(high) else f"[{self.fmt(low, signed)}, {self.fmt(high, signed)}]"
+
+    def suffix(self, difference: bool = False) -> str:
+        unit = self.difference if difference else self.value
+        return f" ({unit})" if unit else ""
+
+
+@dataclass
+class TaskGroup:
+    """The arms of one task, compared with each other (never across tasks): one Holm family of tests."""
+
+    task: str
+    results: list[FamilyResult]
+    pairs: list[dict] = field(default_factory=list)  # compare_all rows
+    excluded: dict[str, str] = field(default_factory=dict)  # arm -> why it is in no pair
+
+    @property
+    def primary(self) -> str:
+        return self.results[0].primary
+
+    @property
+    def objective(self) -> str:
+        return self.results[0].objective
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.results[0].higher_is_better
+
+    @property
+    def units(self) -> Units:
+        return Units.of(self.higher_is_better)
+
+    def failure_statement(self) -> str:
+        """The rule diverged seeds enter by, as the report states it."""
+        values = {r.failure_value() for r in self.results}
+        rules = {r.failure_words() for r in self.results}
+        if len(values) == 1 and None not in values and all(r.failure_setting not in (None, WORST)
+                                                           for r in self.results):
+            text = failure_rule(values.pop()) + f" Here: {self.results[0].failure_rule or 'chance level'}."
+        else:
+            text = ("A seed whose run diverged (NaN loss) is a failure of its family, not missing data: it enters "
+                    "every statistic at its family's failure value, and no seed is ever dropped. "
+                    + ("Failure values: " if len(rules) > 1 else "Failure value: ")
+                    + "; ".join(f"{r.family} {r.failure_words()}" for r in self.results) + ".")
+        if self.excluded:
+            text += " Not compared: " + "; ".join(f"{arm} ({why})" for arm, why in self.excluded.items()) + "."
+        n_diverged = sum(len(r.diverged) for r in self.results)
+        text += f" {n_diverged} seed(s) diverged in all." if n_diverged else " No seed diverged."
+        return text
+
+    def pairing_summary(self) -> str:
+        kinds = [row["pairing"] for row in self.pairs]
+        if not kinds:
+            return "no pair to compare"
+        return (f"{kinds.count('paired')} of {len(kinds)} pairs paired (same seeds), "
+                f"{kinds.count('unpaired')} unpaired")
+
+
+def compare_group(group: TaskGroup, n_resamples: int = DEFAULT_RESAMPLES) -> None:
+    """Every pair of the group's arms (stats.compare_all over their seeds, diverged ones entered at their arm's
+    failure value), Holm over all pairs of the group."""
+    entered, failed = {}, {}
+    for result in group.results:
+        values = result.entered()
+        if result.diverged and result.failure_value() is None:
+            group.excluded[result.family] = (f"all {len(result.diverged)} seeds diverged and its failure value, the "
+                                             "worst finished seed, does not exist")
+            continue
+        if not values:
+            group.excluded[result.family] = "no seed"
+            continue
+        entered[result.family], failed[result.family] = values, len(result.diverged)
+    if len(entered) < 2:
+        return
+    # Each arm's diverged seeds are merged in beforehand at that arm's own failure value (with_failures), so arms
+    # whose failure values differ (an error metric's worst seed) compare too; the counts go back on the rows.
+    rows = compare_all(entered, n_resamples=n_resamples)
+    for row in rows:
+        row["n_failed_a"], row["n_failed_b"] = failed[row["family_a"]], failed[row["family_b"]]
+    group.pairs = [{"task": group.task, "metric": group.primary, **row} for row in rows]
+
+
+@dataclass
+class Report:
+    experiment: str
+    groups: list[TaskGroup]
+    published: list[dict]
+
+    @property
+    def results(self) -> list[FamilyResult]:
+        return [r for group in self.groups for r in group.results]
+
+    @property
+    def pairs(self) -> list[dict]:
+        return [row for group in self.groups for row in group.pairs]
+
+
+def build_report(tracker: Tracker, curves: bool = True, n_resamples: int = DEFAULT_RESAMPLES) -> Report:
+    """Collect the arms of the tracker's experiment, compare every pair per task; StudyError when none."""
+    results = collect(tracker)
+    if not results:
+        raise StudyError(f"experiment {tracker.experiment!r} at {tracker.uri} has no finished reruns to compare")
+    if curves:
+        load_curves(tracker, results)
+    groups: dict[str, TaskGroup] = {}
+    for result in results:
+        groups.setdefault(result.task, TaskGroup(result.task, [])).results.append(result)
+    for group in groups.values():
+        compare_group(group, n_resamples)
+    return Report(tracker.experiment, list(groups.values()), reproductions(results))
+
+
+def family_rows(report: Report) -> list[dict]:
+    """One row per arm (report.csv): the primary metric over every seed (diverged ones at the failure value),
+    over the finished seeds only, at the best-validation epoch, and the best objective over epochs."""
+    rows = []
+    for result in report.results:
+        d = describe(result.test)
+        at_best, best = describe(result.entered(result.at_best_val).values()), \
+            describe(result.entered(result.objective_best).values())
+        value = result.failure_value()
+        rows.append({"task": result.task, "family": result.family, "primary_metric": result.primary,
+                     "n": d["n"], "n_finished": len(result.finished), "n_diverged": len(result.diverged),
+                     "failure_value": math.nan if value is None else value, "mean": d["mean"], "std": d["std"],
+                     "ci95_low": d["ci95_low"], "ci95_high": d["ci95_high"],
+                     "mean_finished_only": describe(result.values(result.primary).values())["mean"],
+                     "at_best_val_mean": at_best["mean"], "at_best_val_std": at_best["std"],
+                     "objective_best_metric": result.objective_best, "objective_best_mean": best["mean"],
+                     "objective_best_std": best["std"], "parent_run": result.parent_id,
+                     "config_hash": result.config_hash})
+    return rows
 
 
 def reproductions(results: list[FamilyResult]) -> list[dict]:
-    """Ours beside the published number, in the statistic the report used; "agrees" when our mean lies within
-    the published mean ± one published std (the spread the report gave for its runs)."""
+    """Ours beside the published number, in the statistic the report used (every seed, diverged ones at the
+    failure value); "agrees" when our mean lies within the published mean ± one published std (the spread the
+    report gave for its runs)."""
     rows = []
     for result in results:
         if result.published is None:
             continue
         statistic = result.published["statistic"]
-        ours = describe(result.test if statistic == "test/acc" else result.max_val)
+        ours = describe(result.entered(result.primary if statistic == result.primary else
+                                       result.objective_best).values())
         mean, std = float(result.published["published_mean"]), float(result.published["published_std"])
         rows.append({"preset": result.family, "statistic": statistic, "published_mean": mean, "published_std": std,
                      "ours_mean": ours["mean"], "ours_std": ours["std"], "ours_ci95_low": ours["ci95_low"],
-                     "ours_ci95_high": ours["ci95_high"], "n": ours["n"], "difference": ours["mean"] - mean,
+                     "ours_ci95_high": ours["ci95_high"], "n": ours["n"], "n_diverged": len(result.diverged),
+                     "difference": ours["mean"] - mean,
                      "agrees": "yes" if abs(ours["mean"] - mean) <= std else "no"})
     return sorted(rows, key=lambda row: row["preset"])
 
 
+# --- tables: one model, rendered as Markdown and as HTML (study.report_html) ---
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+    emphasis: list[bool] = field(default_factory=list)  # rows to highlight (HTML only)
+
+    def markdown(self) -> str:
+        lines = ["| " + " | ".join(self.headers) + " |", "|" + "---|" * len(self.headers)]
+        lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in self.rows]
+        return "\n".join(lines) + "\n"
+
+
+def family_table(group: TaskGroup) -> Table:
+    u, primary, objective = group.units, group.primary, group.objective
+    best = "max" if group.results[0].objective_higher_is_better else "min"
+    headers = ["family", "finished / diverged", "n", f"{primary}{u.suffix()} mean ± std", "95% CI",
+               "finished seeds only", f"{primary} at best-{objective} epoch", f"{best} {objective} over epochs"]
+    rows = []
+    for result in group.results:
+        d = describe(result.test)
+        finished_only = describe(result.values(result.primary).values())
+        at_best = describe(result.entered(result.at_best_val).values())
+        top = describe(result.entered(result.objective_best).values())
+        rows.append([result.family, f"{len(result.finished)} / {len(result.diverged)}", str(d["n"]),
+                     f"{u.fmt(d['mean'])} ± {u.fmt(d['std'])}", u.interval(d["ci95_low"], d["ci95_high"]),
+                     f"{u.fmt(finished_only['mean'])} (n={finished_only['n']})", u.fmt(at_best["mean"]),
+                     f"{u.fmt(top['mean'])} ± {u.fmt(top['std'])}"])
+    return Table(headers, rows)
+
+
+def family_legend(group: TaskGroup) -> str:
+    u = group.units
+    unit = f" in {u.value}" if u.value else ""
+    best = "max" if group.results[0].objective_higher_is_better else "min"
+    return (f"Per family (its latest rerun config): {group.primary}{unit} at the final epoch over every seed, "
+            "mean ± std and the 95% CI of the mean (Student t); n = finished + diverged seeds, the diverged ones "
+            f"entered at the failure value (below). Finished seeds only: the mean a report that drops diverged "
+            f"seeds would show. {group.primary} at the best-{group.objective} epoch: early stopping's result. "
+            f"{best} {group.objective} over epochs: "
+            + ("report 002's statistic, " if group.task == "digit_pairs" else "")
+            + "optimistic (it picks the best epoch on the data it reports).")
+
+
+def _p(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.2g}"
+
+
+def pair_table(group: TaskGroup) -> Table:
+    u = group.units
+    headers = ["A − B", "pairing", "n", "diverged A / B", f"mean A / B{u.suffix()}", f"Δ{u.suffix(True)}",
+               "95% t CI", "95% bootstrap CI", "t test p (Holm)", "rank test p (Holm)", "effect size",
+               "P(A > B)", "notes"]
+    rows, emphasis = [], []
+    for row in group.pairs:
+        n = f"{row['n_pairs']} pairs" if row["pairing"] == "paired" else f"{row['n_a']} / {row['n_b']}"
+        notes = [row["notes"]] if row["notes"] else []
+        if row["pairing"] == "unpaired":
+            notes.insert(0, row["pairing_reason"])
+        if "permutation" in row["rank_test"]:
+            notes.append("Mann-Whitney p by permutation (tied values)")
+        notes = "; ".join(notes)
+        rows.append([f"{row['family_a']} − {row['family_b']}", row["pairing"], n,
+                     f"{row['n_failed_a']} / {row['n_failed_b']}",
+                     f"{u.fmt(row['mean_a'])} / {u.fmt(row['mean_b'])}", u.fmt(row["diff"], True),
+                     u.interval(row["ci_low"], row["ci_high"], True),
+                     u.interval(row["boot_ci_low"], row["boot_ci_high"], True),
+                     f"{_p(row['p_t'])} ({_p(row['p_t_holm'])})",
+                     f"{_p(row['p_wilcoxon'])} ({_p(row['p_wilcoxon_holm'])})",
+                     "–" if math.isnan(row["effect_size"]) else
+                     f"{row['effect_size']:.2f} ({'d_z' if row['effect_size_kind'] == 'cohen_dz' else 'g'})",
+                     "–" if math.isnan(row["prob_a_beats_b"]) else f"{row['prob_a_beats_b']:.2f}", notes])
+        emphasis.append(not math.isnan(row["p_t_holm"]) and row["p_t_holm"] < ALPHA)
+    return Table(headers, rows, emphasis)
+
+
+def pair_legend(group: TaskGroup) -> str:
+    u = group.units
+    direction = ("" if group.higher_is_better else
+                 f" {group.primary} is an error (lower is better): A, the higher mean, is the worse of the two.")
+    confidence = group.pairs[0]["confidence"] if group.pairs else 0.95
+    return (f"Every pair of families on {group.primary} ({group.pairing_summary()}). {ORIENTATION_RULE}"
+            f"{direction} Δ{' in ' + u.difference if u.difference else ''}; {confidence:.0%} CIs of Δ from "
+            "Student's t and from a BCa bootstrap over seeds. Paired (both families ran the same seeds, so seed k "
+            "had the same splits and initialisation): paired t on the per-seed differences, Wilcoxon signed-rank, "
+            "Cohen's d_z, P(A > B) = share of seeds A wins; unpaired (seed sets differ): Welch t, Mann-Whitney U, "
+            "Hedges' g, P(A > B) = U / (n_A n_B). Each p-value is followed by its Holm-corrected value over all "
+            f"{len(group.pairs)} pairs of this task (in parentheses). Diverged seeds enter at the failure value.")
+
+
+def published_table(rows: list[dict]) -> Table:
+    headers = ["preset", "statistic", "published mean ± std", "ours mean ± std", "ours 95% CI", "n", "Δ", "agrees"]
+    return Table(headers, [[
+        r["preset"], r["statistic"], f"{100 * r['published_mean']:.1f} ± {100 * r['published_std']:.1f}",
+        f"{100 * r['ours_mean']:.1f} ± {100 * r['ours_std']:.1f}",
+        f"[{100 * r['ours_ci95_low']:.1f}, {100 * r['ours_ci95_high']:.1f}]",
+        str(r["n"]) + (f" ({r['n_diverged']} diverged)" if r["n_diverged"] else ""),
+        f"{100 * r['difference']:+.1f}", r["agrees"]] for r in rows])
+
+
+PUBLISHED_LEGEND = ("Each preset in its report's own statistic (`test/acc`: test accuracy at the final epoch; "
+                    "`val/acc_best`: max validation accuracy over epochs). Agrees: our mean within the published "
+                    "mean ± one published std.")
+
+
 def reproduction_markdown(rows: list[dict]) -> str:
-    lines = ["", "## Published numbers beside ours", "",
-             "Each preset in its report's own statistic (`test/acc`: test accuracy at the final epoch; "
-             "`val/acc_best`: max validation accuracy over epochs). Agrees: our mean within the published "
-             "mean ± one published std.", "",
-             "| preset | statistic | published mean ± std | ours mean ± std | ours 95% CI | n | Δ | agrees |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['preset']} | {r['statistic']} | {100 * r['published_mean']:.1f} ± "
-                     f"{100 * r['published_std']:.1f} | {100 * r['ours_mean']:.1f} ± {100 * r['ours_std']:.1f} | "
-                     f"[{100 * r['ours_ci95_low']:.1f}, {100 * r['ours_ci95_high']:.1f}] | {r['n']} | "
-                     f"{100 * r['difference']:+.1f} | {r['agrees']} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(["", "## Published numbers beside ours", "", PUBLISHED_LEGEND, "",
+                      published_table(rows).markdown()])
 
 
-def compare(results: list[FamilyResult]) -> list[dict]:
-    """One row per family: its statistics and its Welch t-test against the best family (Holm-corrected)."""
-    from scipy import stats
-
-    best = results[0]
-    rows, tests = [], []
-    for result in results:
-        test = describe(result.test)
-        row = {"family": result.family, "n": test["n"], "test_acc_mean": test["mean"], "test_acc_std": test["std"],
-               "test_acc_ci95_low": test["ci95_low"], "test_acc_ci95_high": test["ci95_high"],
-               "test_acc_at_best_val_mean": describe(result.test_at_best_val)["mean"],
-               "max_val_acc_mean": describe(result.max_val)["mean"],
-               "max_val_acc_std": describe(result.max_val)["std"],
-               "diff_vs_best": math.nan, "diff_ci95_low": math.nan, "diff_ci95_high": math.nan,
-               "p_welch": math.nan, "p_holm": math.nan, "significant": "", "parent_run": result.parent_id}
-        if result is not best and len(result.test) > 1 and len(best.test) > 1:
-            welch = stats.ttest_ind(best.test, result.test, equal_var=False)
-            interval = welch.confidence_interval(0.95)
-            row.update(diff_vs_best=test["mean"] - describe(best.test)["mean"], p_welch=float(welch.pvalue),
-                       diff_ci95_low=-float(interval.high), diff_ci95_high=-float(interval.low))
-            tests.append(row)
-        rows.append(row)
-    for row, adjusted in zip(tests, holm([row["p_welch"] for row in tests])):
-        row["p_holm"] = adjusted
-        row["significant"] = "yes" if adjusted < ALPHA else "no"
-    return rows
-
-
-def markdown(rows: list[dict], experiment: str) -> str:
-    def pct(value: float) -> str:
-        return "–" if math.isnan(value) else f"{100 * value:.2f}"
-
-    lines = [f"# Family comparison: experiment `{experiment}`", "",
-             "Test accuracy (%) at the final epoch over seeds; 95% CI of the mean (Student t). Δ: difference to "
-             f"the best family with its Welch 95% CI; p: Welch's t-test, Holm-corrected over {len(rows) - 1} "
-             "comparisons. Max val acc: best validation accuracy over epochs (report 002's statistic).", "",
-             "| family | n | test acc mean ± std | 95% CI | test acc at best-val epoch | max val acc | Δ vs best "
-             "[95% CI] | p (Holm) | significant |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for row in rows:
-        delta = ("best" if math.isnan(row["diff_vs_best"]) and row is rows[0] else
-                 "–" if math.isnan(row["diff_vs_best"]) else
-                 f"{pct(row['diff_vs_best'])} [{pct(row['diff_ci95_low'])}, {pct(row['diff_ci95_high'])}]")
-        p = "–" if math.isnan(row["p_holm"]) else f"{row['p_holm']:.2g}"
-        lines.append(f"| {row['family']} | {row['n']} | {pct(row['test_acc_mean'])} ± {pct(row['test_acc_std'])} | "
-                     f"[{pct(row['test_acc_ci95_low'])}, {pct(row['test_acc_ci95_high'])}] | "
-                     f"{pct(row['test_acc_at_best_val_mean'])} | {pct(row['max_val_acc_mean'])} ± "
-                     f"{pct(row['max_val_acc_std'])} | {delta} | {p} | {row['significant'] or '–'} |")
-    return "\n".join(lines) + "\n"
+def markdown(report: Report) -> str:
+    lines = [f"# Family comparison: experiment `{report.experiment}`", ""]
+    for group in report.groups:
+        lines += [f"## Task `{group.task}`: {group.primary}", "", family_legend(group), "",
+                  family_table(group).markdown(), f"**Diverged seeds.** {group.failure_statement()}", "",
+                  "### Every pair", ""]
+        if group.pairs:
+            lines += [pair_legend(group), "", pair_table(group).markdown()]
+        else:
+            lines += ["Fewer than two families to compare.", ""]
+    if report.published:
+        lines.append(reproduction_markdown(report.published))
+    lines += ["", "Figures (forest plot of the pairwise differences, per-seed results, learning curves) are in "
+              "report.html beside this file, and as PNG files.", ""]
+    return "\n".join(lines)
 
 
 def to_csv(rows: list[dict]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
     return buffer.getvalue()
 
 
-def boxplot(results: list[FamilyResult]):
-    import numpy as np
-    from matplotlib.figure import Figure  # not pyplot: no global figure registry to fill and close
+def write_report(report: Report, out: Path) -> list[str]:
+    """report.md, report.csv, pairwise.csv, report.html, the figures as PNG (published.csv with presets) in
+    `out`; returns the file names written."""
+    from study import report_html
+    from study.files import write_atomic
 
-    figure = Figure(figsize=(1.6 * len(results) + 2, 4.5))
-    axis = figure.subplots()
-    axis.boxplot([r.test for r in results], tick_labels=[f"{r.family}\nn={len(r.test)}" for r in results])
-    jitter = np.random.default_rng(0)
-    for i, result in enumerate(results, start=1):  # every seed as a dot: small n deserves to be seen
-        axis.scatter(i + jitter.uniform(-0.08, 0.08, len(result.test)), result.test, s=12, alpha=0.6, color="C0")
-    axis.set_ylabel("test accuracy (final epoch)")
-    axis.set_title("test accuracy over seeds, per family")
-    axis.grid(axis="y", alpha=0.3)
-    figure.tight_layout()
-    return figure
+    out.mkdir(parents=True, exist_ok=True)
+    figures = report_html.figures(report)  # file name -> PNG bytes
+    files = {"report.md": markdown(report), "report.csv": to_csv(family_rows(report)),
+             "pairwise.csv": to_csv(report.pairs) or "no pairs\n", **figures,
+             "report.html": report_html.render(report, figures)}
+    if report.published:
+        files["published.csv"] = to_csv(report.published)
+    for name, content in files.items():
+        write_atomic(out / name, content)
+    return list(files)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,36 +494,27 @@ def main(argv: list[str] | None = None) -> int:
                              "python -m study.report --experiment digit-pairs --out reports/digit-pairs")
     parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help=f"default {DEFAULT_EXPERIMENT}")
     parser.add_argument("--tracking-uri", help="default $MLFLOW_TRACKING_URI, else sqlite under ./mlruns")
-    parser.add_argument("--out", help="folder for report.md, report.csv, boxplot.png (default reports/<experiment>)")
+    parser.add_argument("--out", help="folder for report.md, report.csv, pairwise.csv, report.html and the "
+                                      "figures (default reports/<experiment>)")
     args = parser.parse_args(argv)
 
     tracker = Tracker(args.tracking_uri, args.experiment, create=False)
-    results = collect(tracker)
-    if not results:
-        raise StudyError(f"experiment {args.experiment!r} at {tracker.uri} has no finished reruns to compare")
-    rows, published = compare(results), reproductions(results)
-    text, table, figure = markdown(rows, args.experiment), to_csv(rows), boxplot(results)
-    if published:
-        text += reproduction_markdown(published)
-
+    report = build_report(tracker)
     out = Path(args.out) if args.out else Path("reports") / args.experiment
-    out.mkdir(parents=True, exist_ok=True)
-    from study.files import write_atomic
-
-    write_atomic(out / "report.md", text)
-    write_atomic(out / "report.csv", table)
-    names = ["report.md", "report.csv", "boxplot.png"]
-    if published:
-        write_atomic(out / "published.csv", to_csv(published))
-        names.append("published.csv")
-    figure.savefig(out / "boxplot.png", dpi=120)
+    names = write_report(report, out)
     run = tracker.client.create_run(tracker.experiment_id, run_name="report", tags={ROLE: "report"})
     for name in names:
         tracker.client.log_artifact(run.info.run_id, str(out / name))
     tracker.client.set_terminated(run.info.run_id)
-    print(text)
-    print(f"written to {out}/ ({', '.join(names)}) and logged to MLflow run {run.info.run_id}")
+    print((out / "report.md").read_text())
+    print(f"written to {out}/ ({', '.join(names)}; open report.html in a browser) and logged to MLflow run "
+          f"{run.info.run_id}")
     return 0
+
+
+# What each field of pairwise.csv means (stats.COMPARISON_FIELDS, plus the two the report adds).
+PAIRWISE_FIELDS = {"task": "the task both families ran", "metric": "the metric compared (the task's primary)",
+                   **COMPARISON_FIELDS}
 
 
 if __name__ == "__main__":

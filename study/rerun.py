@@ -225,7 +225,8 @@ def finalise_parent(tracker: Tracker, parent_id: str, config: dict, spec) -> dic
     tracker.client.log_text(parent_id, yaml_dump(config), "config.yaml")
     names = curve_names(spec)
     curves = {run.data.tags["seed"]: tracker.histories(run.info.run_id, names) for run in children.values()}
-    tracker.client.log_figure(parent_id, learning_curves(config["family"], curves, spec), "learning_curves.png")
+    if curves:  # every seed diverged: no curve to draw
+        tracker.client.log_figure(parent_id, learning_curves(config["family"], curves, spec), "learning_curves.png")
     tracker.client.set_terminated(parent_id, status="FINISHED")
     family = config["family"]
     best = "max" if spec.mode == "max" else "min"

@@ -109,6 +109,22 @@ def failure_rule(failure_value: float) -> str:
     return FAILURE_RULE.format(failure_value=failure_value)
 
 
+WORST = "worst"  # a failure-value setting: the worst finished seed (for an error metric, which has no chance level)
+
+
+def resolve_failure_value(setting: str | float | None, finished: Iterable[float],
+                          higher_is_better: bool = True) -> float | None:
+    """The value a diverged seed enters at (FAILURE_RULE): `setting` as a number (a chance level), or WORST (or
+    None: not recorded) for the worst of the `finished` values (the lowest when higher is better, else the
+    highest). None when WORST has no finished value to take, so the failed seeds cannot be valued."""
+    if setting is not None and str(setting) != WORST:
+        return float(setting)
+    values = [float(v) for v in finished if math.isfinite(v)]
+    if not values:
+        return None
+    return min(values) if higher_is_better else max(values)
+
+
 def with_failures(values: Mapping[int, float], failed: Iterable[int], failure_value: float) -> dict[int, float]:
     """Seed -> value for every seed, the failed (diverged) ones at `failure_value`; see FAILURE_RULE.
 

@@ -5,9 +5,12 @@ Default store with no server: SQLite at mlruns/mlflow.db, artifacts under mlruns
 keeps its artifacts in the folder `artifacts` beside it).
 
     parent  tags: study.role=parent, task, family, config_hash; params: the config (without seed);
-            metrics: test/acc_mean, _std, _ci95_low, _ci95_high, n_seeds, ...; artifacts: config.yaml, curves
+            tags failure_value, failure_rule (what a diverged seed enters the summary at), higher_is_better;
+            metrics: test/acc_mean, _std, _ci95_low, _ci95_high, n_seeds, n_finished, n_diverged, ...;
+            artifacts: config.yaml, curves
     child   tags: study.role=seed, mlflow.parentRunId, task, family, config_hash, seed, git_commit, versions;
-            params: the full config; metrics: per epoch with step=epoch, then the run's summary values
+            params: the full config; metrics: per epoch with step=epoch, then the run's summary values.
+            A seed whose loss diverged: a FAILED child tagged `diverged` (the reason), no metrics
 """
 
 from __future__ import annotations
@@ -132,13 +135,23 @@ class Tracker:
 
     def finished_seeds(self, parent_id: str) -> dict[int, object]:
         """seed -> its FINISHED child run. Children left RUNNING by a killed process are marked FAILED."""
-        finished = {}
-        for run in self.seed_runs(parent_id):
+        return self.seed_outcomes(parent_id)[0]
+
+    def seed_outcomes(self, parent_id: str) -> tuple[dict[int, object], dict[int, object]]:
+        """(finished, diverged): seed -> its FINISHED child run, and seed -> its latest diverged child run for the
+        seeds that have no FINISHED run (a diverged seed retried with --retry-diverged that then finished counts
+        as finished). A seed in neither is missing: never run, or cut off by a kill (a child left RUNNING by a
+        killed process is marked FAILED here, without the `diverged` tag, so the next rerun trains it again)."""
+        finished, diverged = {}, {}
+        for run in self.seed_runs(parent_id):  # newest first: setdefault keeps the latest run of a seed
+            seed = int(run.data.tags["seed"])
             if run.info.status == "FINISHED":
-                finished.setdefault(int(run.data.tags["seed"]), run)
+                finished.setdefault(seed, run)
+            elif run.info.status == "FAILED" and "diverged" in run.data.tags:
+                diverged.setdefault(seed, run)
             elif run.info.status == "RUNNING":
                 self.client.set_terminated(run.info.run_id, status="FAILED")
-        return finished
+        return finished, {seed: run for seed, run in diverged.items() if seed not in finished}
 
     def log_seed(self, parent_id: str, family: str, config: dict, history: list[dict], summary: dict,
                  tags: dict[str, str]) -> str:
@@ -164,7 +177,8 @@ class Tracker:
         return run_id
 
     def log_failed_seed(self, parent_id: str, family: str, config: dict, reason: str, tags: dict[str, str]) -> None:
-        """A seed that could not finish (its loss diverged): a FAILED child, which the next rerun retries."""
+        """A seed that could not finish (its loss diverged): a FAILED child tagged `diverged` with the reason. It
+        counts as done, a failure of its config (seed_outcomes); only `study.rerun --retry-diverged` trains it again."""
         from mlflow.entities import Param
 
         seed = config["seed"]

@@ -1,10 +1,18 @@
-"""Multi-seed reruns into MLflow: layout, idempotency, completing only missing seeds, an HTTP server."""
+"""Multi-seed reruns into MLflow: layout, idempotency, completing only missing seeds, diverged seeds (done, not
+retried unless --retry-diverged), an HTTP server."""
 
+import re
+from types import SimpleNamespace
+
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import run_module
+from study import rerun as rerun_module
 from study.rerun import rerun_seeds
+from study.tasks import Head, TaskSpec
+from study.tracking import Tracker
 
 CONFIG = """\
 family: base_aux
@@ -129,3 +137,85 @@ def test_a_config_file_for_another_family_is_refused(tmp_path, config_file, fake
                       "--tracking-uri", f"sqlite:///{tmp_path / 'x.db'}", "--data-dir", str(fake_mnist_dir))
     assert done.returncode == 2 and "is for family 'base_aux', not 'sep_aux'" in done.stderr
     assert not (tmp_path / "x.db").exists()
+
+
+SPEC = TaskSpec("digit_pairs", (Head("z", "binary", metric="acc"),), (2, 14, 14), "val/acc", "test/acc")
+
+
+def test_a_diverged_seed_is_done_and_counted_and_retried_only_when_asked(tmp_path, monkeypatch, capsys):
+    """run_reruns with the training replaced by a stand-in that logs as train_missing does (no Ray): seed 2
+    diverges; the next call trains nothing, --retry-diverged trains seed 2 again."""
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "test")
+    accuracy = {1: 0.9, 2: 0.8, 3: 0.94}
+    diverging, trained = {2}, []
+
+    def fake_train_missing(config, missing, tracker, parent_id, task, compute):
+        trained.append(list(missing))
+        for seed in missing:
+            if seed in diverging:
+                tracker.log_failed_seed(parent_id, config["family"], {**config, "seed": seed},
+                                        "train/loss is nan at epoch 1", {})
+            else:
+                acc = accuracy[seed]
+                tracker.log_seed(parent_id, config["family"], {**config, "seed": seed},
+                                 [{"epoch": 1, "val/acc": acc, "test/acc": acc, "train/loss": 0.3, "val/loss": 0.3}],
+                                 {"test/acc": acc, "test/acc_at_best_val": acc, "val/acc_best": acc}, {})
+
+    monkeypatch.setattr(rerun_module, "train_missing", fake_train_missing)
+    config = {"task": "digit_pairs", "family": "base", "seed": 0, "epochs": 1, "lr": 1e9}
+    task = SimpleNamespace(spec=SPEC)
+
+    summary = rerun_module.run_reruns(config, 3, tracker, task)
+    assert trained == [[1, 2, 3]]
+    assert summary["n"] == 3 and summary["mean"] == pytest.approx(np.mean([0.9, 0.5, 0.94]))  # seed 2 at chance
+    [parent] = tracker.search("tags.`study.role` = 'parent'")
+    assert parent.data.tags["failure_value"] == "0.5" and "binary head 'z'" in parent.data.tags["failure_rule"]
+    assert (parent.data.metrics["n_seeds"], parent.data.metrics["n_finished"], parent.data.metrics["n_diverged"]) \
+        == (3, 2, 1)
+    assert parent.data.metrics["test/acc_mean"] == pytest.approx(np.mean([0.9, 0.5, 0.94]))
+    assert "2 seeds finished, 1 diverged (seeds 2), entered at 0.5" in capsys.readouterr().out
+
+    rerun_module.run_reruns(config, 3, tracker, task)  # the diverged seed is done: nothing to train
+    assert trained == [[1, 2, 3]]
+    assert "2 of 3 seeds already finished; 1 diverged before, not retried" in capsys.readouterr().out
+    finished, diverged = tracker.seed_outcomes(parent.info.run_id)
+    assert sorted(finished) == [1, 3] and sorted(diverged) == [2]
+
+    diverging.clear()  # say a fix made seed 2 train: --retry-diverged trains it, and only it
+    summary = rerun_module.run_reruns(config, 3, tracker, task, retry_diverged=True)
+    assert trained == [[1, 2, 3], [2]]
+    assert "1 diverged before, retried (--retry-diverged)" in capsys.readouterr().out
+    assert summary["mean"] == pytest.approx(np.mean([0.9, 0.8, 0.94]))
+    finished, diverged = tracker.seed_outcomes(parent.info.run_id)
+    assert sorted(finished) == [1, 2, 3] and diverged == {}  # the FAILED run stays in MLflow, superseded
+    [parent] = tracker.search("tags.`study.role` = 'parent'")
+    assert (parent.data.metrics["n_finished"], parent.data.metrics["n_diverged"]) == (3, 0)
+
+
+@pytest.mark.slow
+def test_a_config_that_really_diverges_is_logged_once_and_retried_only_with_the_flag(tmp_path, config_file,
+                                                                                       fake_mnist_dir):
+    """lr=1e9 makes the training loss non-finite (inf or NaN) in the first epoch: checked in the runs' reasons."""
+    config_file.write_text(CONFIG.replace("lr: 0.003", "lr: 1.0e+9"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = rerun(config_file, uri, fake_mnist_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(uri)
+    children = runs_of(client, "seed")
+    assert sorted((c.data.tags["seed"], c.info.status) for c in children) == [("1", "FAILED"), ("2", "FAILED")]
+    reasons = [c.data.tags["diverged"] for c in children]
+    assert all(re.match(r"train/loss is (nan|inf) at epoch 1", reason) for reason in reasons), reasons
+    [parent] = runs_of(client, "parent")
+    assert parent.info.status == "FINISHED" and parent.data.metrics["n_diverged"] == 2
+    assert parent.data.metrics["test/acc_mean"] == 0.5 and parent.data.tags["failure_value"] == "0.5"
+    assert "0 seeds finished, 2 diverged (seeds 1, 2), entered at 0.5" in done.stdout
+
+    again = rerun(config_file, uri, fake_mnist_dir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 of 2 seeds already finished; 2 diverged before, not retried" in again.stdout
+    assert len(runs_of(client, "seed")) == 2
+
+    retried = rerun(config_file, uri, fake_mnist_dir, "--retry-diverged")
+    assert retried.returncode == 0, retried.stderr[-3000:]
+    assert "2 diverged before, retried (--retry-diverged)" in retried.stdout
+    assert sorted(c.info.status for c in runs_of(client, "seed")) == ["FAILED"] * 4
