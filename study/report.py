@@ -502,13 +502,10 @@ def main(argv: list[str] | None = None) -> int:
     report = build_report(tracker)
     out = Path(args.out) if args.out else Path("reports") / args.experiment
     names = write_report(report, out)
-    run = tracker.client.create_run(tracker.experiment_id, run_name="report", tags={ROLE: "report"})
-    for name in names:
-        tracker.client.log_artifact(run.info.run_id, str(out / name))
-    tracker.client.set_terminated(run.info.run_id)
+    run_id = tracker.log_report([out / name for name in names])
     print((out / "report.md").read_text())
     print(f"written to {out}/ ({', '.join(names)}; open report.html in a browser) and logged to MLflow run "
-          f"{run.info.run_id}")
+          f"{run_id}")
     return 0
 
 

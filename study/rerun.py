@@ -139,7 +139,7 @@ def run_reruns(config: dict, seeds: int, tracker: Tracker, task, compute: Comput
         try:
             train_missing(config, missing, tracker, parent_id, task, compute)
         except KeyboardInterrupt:
-            tracker.client.set_terminated(parent_id, status="KILLED")
+            tracker.end_run(parent_id, "KILLED")
             raise Interrupted("reruns stopped; the seeds logged so far are kept in MLflow: run the same command "
                               "again to train only the missing ones") from None
     return finalise_parent(tracker, parent_id, config, task.spec)
@@ -196,13 +196,10 @@ def train_missing(config: dict, missing: list[int], tracker: Tracker, parent_id:
 def finalise_parent(tracker: Tracker, parent_id: str, config: dict, spec) -> dict:
     """Summary metrics, learning curves and the config on the parent run, from all its FINISHED seeds and its
     diverged ones, entered at the failure value (failure_tags: recorded as tags, counted in n_diverged)."""
-    from mlflow.entities import Metric, RunTag
-
     children, diverged = tracker.seed_outcomes(parent_id)
     failure = failure_tags(spec)
     summaries, values_entered = {}, {}
-    metrics = []
-    now = int(time.time() * 1000)
+    metrics = {}
     primary, primary_at_best, objective_best = seed_summary_names(spec)
     primary_higher = failure["higher_is_better"] == "true"
     # The chance level belongs to the primary metric's head; the objective of another head takes its worst seed.
@@ -217,17 +214,13 @@ def finalise_parent(tracker: Tracker, parent_id: str, config: dict, spec) -> dic
             values = with_failures(values, diverged, entered)
         values_entered[name] = entered
         summaries[name] = describe(values.values())
-        metrics += [Metric(f"{name}_{stat}", float(value), now, 0)
-                    for stat, value in summaries[name].items() if stat != "n"]
-    metrics += [Metric("n_seeds", float(len(children) + len(diverged)), now, 0),
-                Metric("n_finished", float(len(children)), now, 0), Metric("n_diverged", float(len(diverged)), now, 0)]
-    tracker.client.log_batch(parent_id, metrics=metrics, tags=[RunTag(k, v) for k, v in failure.items()])
-    tracker.client.log_text(parent_id, yaml_dump(config), "config.yaml")
+        metrics.update({f"{name}_{stat}": value for stat, value in summaries[name].items() if stat != "n"})
+    metrics.update(n_seeds=len(children) + len(diverged), n_finished=len(children), n_diverged=len(diverged))
     names = curve_names(spec)
     curves = {run.data.tags["seed"]: tracker.histories(run.info.run_id, names) for run in children.values()}
-    if curves:  # every seed diverged: no curve to draw
-        tracker.client.log_figure(parent_id, learning_curves(config["family"], curves, spec), "learning_curves.png")
-    tracker.client.set_terminated(parent_id, status="FINISHED")
+    # every seed diverged: no curve to draw
+    figure = learning_curves(config["family"], curves, spec) if curves else None
+    tracker.finish_parent(parent_id, metrics, failure, yaml_dump(config), figure)
     family = config["family"]
     best = "max" if spec.mode == "max" else "min"
     if diverged:

@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import subprocess
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -187,6 +188,30 @@ class Tracker:
             "task": config.get("task", "digit_pairs"), "seed": str(seed), "diverged": reason[:500], **tags})
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in sorted(config.items())])
         self.client.set_terminated(run.info.run_id, status="FAILED")
+
+    def finish_parent(self, parent_id: str, metrics: dict[str, float], tags: dict[str, str], config_yaml: str,
+                      figure=None) -> None:
+        """The parent's summary metrics and tags, its config.yaml and learning-curve figure; FINISHED last."""
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(parent_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                              tags=[RunTag(k, v) for k, v in tags.items()])
+        self.client.log_text(parent_id, config_yaml, "config.yaml")
+        if figure is not None:
+            self.client.log_figure(parent_id, figure, "learning_curves.png")
+        self.end_run(parent_id, "FINISHED")
+
+    def end_run(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    def log_report(self, paths: list) -> str:
+        """A `report` run holding the report's files; returns its id."""
+        run = self.client.create_run(self.experiment_id, run_name="report", tags={ROLE: "report"})
+        for path in paths:
+            self.client.log_artifact(run.info.run_id, str(path))
+        self.end_run(run.info.run_id, "FINISHED")
+        return run.info.run_id
 
     def histories(self, run_id: str, names: tuple[str, ...]) -> dict[str, list[tuple[int, float]]]:
         return {name: sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, name))
