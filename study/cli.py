@@ -152,3 +152,18 @@ def add_rerun_flags(parser) -> None:
                                                "else sqlite under ./mlruns)")
     parser.add_argument("--experiment", help="MLflow experiment (default: the task's name, digit-pairs for "
                                               "digit_pairs; for a preset, its table's name)")
+
+
+def add_job_flags(parser) -> None:
+    """The flags of every command that trains on Ray (tune, rerun, compare): reruns, cluster, task, data, plugins."""
+    add_rerun_flags(parser)
+    add_cluster_flags(parser)
+    add_task_flags(parser)
+    add_data_flags(parser)
+    add_plugin_flag(parser)
+
+
+def parse_with_plugins(parser, argv: list[str] | None):
+    """(args, plugins): the plugins are imported before the command looks up any family or task."""
+    args = parser.parse_args(argv)
+    return args, load_plugins(args)

@@ -40,13 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrent", type=cli.positive_int, default=2, help="trials at once (default 2)")
     parser.add_argument("--seed", type=cli.non_negative_int, default=0, help="the study seed of every search")
     parser.add_argument("--spaces", help="a folder of <family>.yaml search spaces (default search_spaces/<task>/)")
-    cli.add_rerun_flags(parser)
-    cli.add_cluster_flags(parser)
-    cli.add_task_flags(parser)
-    cli.add_data_flags(parser)
-    cli.add_plugin_flag(parser)
-    args = parser.parse_args(argv)
-    plugins = cli.load_plugins(args)
+    cli.add_job_flags(parser)
+    args, plugins = cli.parse_with_plugins(parser, argv)
     families = parse_families(args.families)
 
     from study import report, tune

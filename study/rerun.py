@@ -257,13 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retry-diverged", action="store_true",
                         help="train again the seeds that diverged (NaN loss) before; by default a diverged seed is "
                              "done, a failure of the config entered in the summary at chance level")
-    cli.add_rerun_flags(parser)
-    cli.add_cluster_flags(parser)
-    cli.add_task_flags(parser)
-    cli.add_data_flags(parser)
-    cli.add_plugin_flag(parser)
-    args = parser.parse_args(argv)
-    plugins = cli.load_plugins(args)
+    cli.add_job_flags(parser)
+    args, plugins = cli.parse_with_plugins(parser, argv)
     if bool(args.family) == bool(args.preset):
         parser.error("give exactly one of --family or --preset")
     if args.preset and args.config:

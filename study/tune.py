@@ -242,13 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-failures", type=cli.non_negative_int, default=1,
                         help="retries of a trial that raises, before it counts as errored (default 1)")
     parser.add_argument("--no-rerun", action="store_true", help="stop after the search")
-    cli.add_rerun_flags(parser)
-    cli.add_cluster_flags(parser)
-    cli.add_task_flags(parser)
-    cli.add_data_flags(parser)
-    cli.add_plugin_flag(parser)
-    args = parser.parse_args(argv)
-    plugins = cli.load_plugins(args)
+    cli.add_job_flags(parser)
+    args, plugins = cli.parse_with_plugins(parser, argv)
 
     space = load_space(args.space or default_space_path(args.family, args.task), args.family, args.task)
     fixed_epochs = space.fixed.get("epochs")
