@@ -44,6 +44,9 @@ VALUE_RULES: dict[str, tuple[str, callable]] = {
     "augment": ("true or false", lambda v: isinstance(v, bool)),
     "conv_dropout": ("a number in [0, 1)", fraction),
     "loss": ("one of bce, mse", lambda v: v in ("bce", "mse")),
+    "width": ("an integer >= 1", positive_int),
+    "depth": ("an integer >= 1", positive_int),
+    "channels": ("an integer >= 1", positive_int),
 }
 
 

@@ -120,10 +120,10 @@ def run_reruns(config: dict, seeds: int, tracker: Tracker, task, compute: Comput
     finished seed, trained again only with `retry_diverged` (it diverges the same way on the same seed otherwise).
     Ctrl-C marks the parent KILLED and keeps every seed already logged.
     """
-    family = config["family"]
+    family, spec = config["family"], task.spec_for(config)
     parent_id = tracker.parent_run(family, config, preset_tags(preset) if preset else None,
-                                   {"primary_metric": task.spec.primary_metric, "objective": task.spec.objective,
-                                    **failure_tags(task.spec)})
+                                   {"primary_metric": spec.primary_metric, "objective": spec.objective,
+                                    **failure_tags(spec)})
     wanted = rerun_seeds(config["seed"], seeds)
     finished, diverged = tracker.seed_outcomes(parent_id)
     done = set(finished) if retry_diverged else set(finished) | set(diverged)
@@ -142,7 +142,7 @@ def run_reruns(config: dict, seeds: int, tracker: Tracker, task, compute: Comput
             tracker.end_run(parent_id, "KILLED")
             raise Interrupted("reruns stopped; the seeds logged so far are kept in MLflow: run the same command "
                               "again to train only the missing ones") from None
-    return finalise_parent(tracker, parent_id, config, task.spec)
+    return finalise_parent(tracker, parent_id, config, spec)
 
 
 def train_missing(config: dict, missing: list[int], tracker: Tracker, parent_id: str, task,
@@ -163,7 +163,7 @@ def train_missing(config: dict, missing: list[int], tracker: Tracker, parent_id:
         remote = ray.remote(train_seed).options(**resources)
         pending = {remote.remote({**config, "seed": seed}, task_ref, threads, compute.device): seed
                    for seed in missing}
-    primary = task.spec.primary_metric
+    primary = task.spec_for(config).primary_metric
     tags = environment_tags()
     start, logged = time.perf_counter(), 0
     try:

@@ -276,7 +276,7 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, task, plug
     """Run (or resume) the search and write best_config.yaml; an interruption raises Interrupted."""
     connect_ray(args.address, plugins=plugins)
     data = task.draw(args.seed, validate_config(space.defaults())).without_test()
-    objective = Objective.of(task.spec)
+    objective = Objective.of(data.spec)  # the spec this study's settings give (arrays: its objective_head)
     print(f"study {study_dir}: task {space.task}, family {space.family}, {budget.num_samples} trials of at most {budget.max_epochs} "
           f"epochs (ASHA grace {budget.grace_period}), {budget.max_concurrent} at once, "
           f"{budget.cpus_per_trial:g} CPU + {budget.gpus_per_trial:g} GPU each"

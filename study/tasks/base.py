@@ -173,6 +173,10 @@ class Task:
     def draw(self, seed: int, config: dict) -> TaskData:
         raise NotImplementedError
 
+    def spec_for(self, config: dict) -> TaskSpec:
+        """The spec a config trains under: the task's, unless a setting changes it (arrays: objective_head)."""
+        return self.spec
+
     def with_settings(self, config: dict) -> dict:
         """`config` with this task's settings filled in where it holds none or the task's default. An instance may
         hold settings of its own (the arrays task: the loaded file's path, hash and heads): they travel with every
