@@ -163,7 +163,7 @@ def test_a_diverged_seed_is_done_and_counted_and_retried_only_when_asked(tmp_pat
 
     monkeypatch.setattr(rerun_module, "train_missing", fake_train_missing)
     config = {"task": "digit_pairs", "family": "base", "seed": 0, "epochs": 1, "lr": 1e9}
-    task = SimpleNamespace(spec=SPEC)
+    task = SimpleNamespace(spec=SPEC, spec_for=lambda config: SPEC)  # what run_reruns reads of a task
 
     summary = rerun_module.run_reruns(config, 3, tracker, task)
     assert trained == [[1, 2, 3]]
