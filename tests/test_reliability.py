@@ -298,10 +298,13 @@ def test_a_resume_runs_again_trials_that_optuna_saw_finish_after_rays_snapshot(t
     args = ["--family", "base", "--space", str(space), "--study-dir", str(study), "--data-dir", str(fake_mnist_dir),
             "--device", "cpu", "--num-samples", "5", "--max-concurrent", "3", "--cpus-per-trial", "0.5",
             "--grace-period", "200", "--max-epochs", "200", "--no-rerun"]
-    first = start_in_own_group("study.tune", *args)
+    # Ray saves its snapshot every second here (by default less often as saves grow slower, which on a loaded
+    # machine could let every trial finish between two snapshots)
+    first = start_in_own_group("study.tune", *args, env={"TUNE_GLOBAL_CHECKPOINT_S": "1"})
     experiment = study / "ray" / "search"
-    wait_for(lambda: sum(status == "RUNNING" and epochs >= 2
-                         for status, epochs in saved_trial_states(experiment)) >= 3)
+    wait_for(lambda: first.poll() is not None or sum(status == "RUNNING" and epochs >= 2
+                                                     for status, epochs in saved_trial_states(experiment)) >= 3)
+    assert first.poll() is None, "the study finished before three running trials were saved in a snapshot"
     kill_group(first)
 
     running = [t for t in ExperimentAnalysis(str(experiment)).trials  # loaded, a RUNNING trial reads PENDING
