@@ -26,16 +26,16 @@ from study.train import fit
 def plain_epochs(config: dict, data, epochs: int) -> list[float]:
     """Seconds per epoch of the plain loop: consecutive slices, Adam, then val accuracy in mini-batches."""
     torch.manual_seed(config["seed"])
-    model = build_model(config["family"], config)
+    model = build_model(data.spec, config)
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
-    x, target, digits, bs = data.train.x, data.train.target, data.train.digits, config["batch_size"]
+    x, bs = data.train.x, config["batch_size"]
     times = []
     for _ in range(epochs):
         start = time.perf_counter()
         model.train()
         for b in range(0, len(x), bs):
             out = model(x[b:b + bs])
-            loss = model.loss(out, target[b:b + bs], digits[b:b + bs])
+            loss = model.loss(out, data.train.rows(slice(b, b + bs))[1])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -44,7 +44,7 @@ def plain_epochs(config: dict, data, epochs: int) -> list[float]:
             correct = 0
             for b in range(0, len(data.val.x), bs):
                 out = model(data.val.x[b:b + bs])
-                correct += ((out.logit > 0) == data.val.target[b:b + bs].bool()).sum().item()
+                correct += ((out["z"] > 0) == data.val.targets["z"][b:b + bs].bool()).sum().item()
         times.append(time.perf_counter() - start)
     return times
 

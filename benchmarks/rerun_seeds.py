@@ -14,7 +14,7 @@ import time
 import torch
 
 from study.batched import fit_batched
-from study.tasks.digit_pairs import load_mnist, make_pairs
+from study.tasks import open_task
 from study.space import resolve_config
 from study.train import fit, resolve_device
 
@@ -24,14 +24,14 @@ def sequential(config, seeds, datas, device):
         fit({**config, "seed": seed}, data, evaluate_test=True, device=device)
 
 
-def parallel(config, seeds, mnist, device, cpus, gpus):
+def parallel(config, seeds, task, device, cpus, gpus):
     import ray
 
     from study.rerun import train_seed
 
-    task = ray.remote(train_seed).options(num_cpus=cpus, num_gpus=gpus)
-    ref = ray.put(mnist)
-    ray.get([task.remote({**config, "seed": seed}, ref, max(1, int(cpus)), device) for seed in seeds])
+    remote = ray.remote(train_seed).options(num_cpus=cpus, num_gpus=gpus)
+    ref = ray.put(task)  # the loaded task: each seed draws its own splits from it
+    ray.get([remote.remote({**config, "seed": seed}, ref, max(1, int(cpus)), device) for seed in seeds])
 
 
 def main() -> None:
@@ -49,16 +49,16 @@ def main() -> None:
 
     device = str(resolve_device(args.device))
     config = resolve_config(args.family, {"epochs": args.epochs})
-    mnist = load_mnist(args.data_dir)
+    task = open_task("digit_pairs", args.data_dir)
     seeds = list(range(1, args.seeds + 1))
-    datas = [make_pairs(mnist, seed, config["n_train"], config["n_val"], config["n_test"]) for seed in seeds]
+    datas = [task.draw(seed, config) for seed in seeds]
     ray.init(include_dashboard=False, logging_level="WARNING")
     fit({**config, "epochs": 1}, datas[0], device=device)  # warm-up: kernels, allocator
-    parallel({**config, "epochs": 1}, seeds[:1], mnist, device, args.cpus_per_task, args.gpus_per_task)
+    parallel({**config, "epochs": 1}, seeds[:1], task, device, args.cpus_per_task, args.gpus_per_task)
 
     timings = {}
     for name, run in (("sequential", lambda: sequential(config, seeds, datas, device)),
-                      ("parallel (Ray tasks)", lambda: parallel(config, seeds, mnist, device, args.cpus_per_task,
+                      ("parallel (Ray tasks)", lambda: parallel(config, seeds, task, device, args.cpus_per_task,
                                                                 args.gpus_per_task)),
                       ("batched (vmap)", lambda: fit_batched(config, seeds, datas, evaluate_test=True,
                                                              device=device))):

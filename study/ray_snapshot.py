@@ -8,7 +8,7 @@ forever and the resumed study hangs; and its trial counter, older or newer than 
 with more or fewer trials than asked for. This repairs the generator's state from the trials, which Ray restores
 as they are: the counter is the number of saved trials, and the live trials are the unfinished ones the searcher
 knows (an unfinished trial it does not know is run, but the searcher reports nothing of it, see study.searcher:
-Optuna's record of it is settled after the search, see tune.reconcile_optuna_with_ray). The same kind of kill can leave a trial's folder
+Optuna's record of it is settled after the search, see study.interruptions). The same kind of kill can leave a trial's folder
 without its files; those are rewritten from Ray's saved state after the search."""
 from __future__ import annotations
 
