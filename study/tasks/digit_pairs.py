@@ -120,15 +120,29 @@ def swap_images(x: torch.Tensor, digits: torch.Tensor, mask: torch.Tensor) -> tu
 
 def augment_pairs(x: torch.Tensor, targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
     """Swap each pair with probability 1/2, then move every image by its own random affine transform."""
-    from torchvision.transforms import v2  # imported here: torchvision costs ~1 s to import
-
     x, target, digits = swap_images(x, targets["digits"], torch.rand(len(x), device=x.device) < 0.5)
-    # Fill uncovered borders with the background: the smallest (standardised zero) pixel value.
-    affine = v2.RandomAffine(ROTATION_DEGREES, (TRANSLATE_FRACTION, TRANSLATE_FRACTION), shear=SHEAR_DEGREES,
-                             fill=float(x.min()))
-    images = x.reshape(-1, 1, 14, 14)
-    moved = torch.stack([affine(image) for image in images])  # one transform per image, not one per batch
-    return moved.view_as(x), {"z": target, "digits": digits}
+    return random_affine(x.reshape(-1, 1, 14, 14)).view_as(x), {"z": target, "digits": digits}
+
+
+def random_affine(images: torch.Tensor) -> torch.Tensor:
+    """Each image (N, 1, H, W) rotated, sheared and shifted by its own random draw, as torchvision's RandomAffine
+    (uniform rotation ±ROTATION_DEGREES, x-shear ±SHEAR_DEGREES, whole-pixel shifts up to TRANSLATE_FRACTION of the
+    side, nearest-pixel sampling) but for the whole batch at once on its device: one affine_grid and one
+    grid_sample instead of a Python loop over images. Uncovered borders get the background, the smallest value."""
+    import torch.nn.functional as F
+
+    n, side = len(images), images.shape[-1]
+    angle = torch.empty(n, device=images.device).uniform_(-ROTATION_DEGREES, ROTATION_DEGREES).deg2rad()
+    shear = torch.empty(n, device=images.device).uniform_(-SHEAR_DEGREES, SHEAR_DEGREES).deg2rad()
+    pixels = (torch.empty(n, 2, device=images.device).uniform_(-TRANSLATE_FRACTION, TRANSLATE_FRACTION) * side)
+    shift = pixels.round() * 2 / side  # in affine_grid's coordinates, where the image spans [-1, 1]
+    cos, sin, tan = angle.cos(), angle.sin(), shear.tan()
+    forward = torch.stack([torch.stack([cos, cos * tan - sin], -1), torch.stack([sin, sin * tan + cos], -1)], -2)
+    inverse = torch.linalg.inv(forward)  # affine_grid maps each output pixel back to where it comes from
+    theta = torch.cat([inverse, -(inverse @ shift[..., None])], -1)  # (N, 2, 3)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    fill = images.min()
+    return F.grid_sample(images - fill, grid, mode="nearest", padding_mode="zeros", align_corners=False) + fill
 
 
 SPEC = TaskSpec(name="digit_pairs",
