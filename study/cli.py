@@ -161,9 +161,16 @@ def add_job_flags(parser) -> None:
     add_task_flags(parser)
     add_data_flags(parser)
     add_plugin_flag(parser)
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show Ray Tune's own tables and the libraries' INFO lines (MLflow, Optuna)")
 
 
 def parse_with_plugins(parser, argv: list[str] | None):
-    """(args, plugins): the plugins are imported before the command looks up any family or task."""
+    """(args, plugins): the plugins are imported before the command looks up any family or task; without
+    --verbose the libraries' INFO lines are kept out of the console from here on (study.console)."""
     args = parser.parse_args(argv)
+    if not getattr(args, "verbose", False):
+        from study.console import quiet_libraries
+
+        quiet_libraries()
     return args, load_plugins(args)

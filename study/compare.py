@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     shared = [*(["--task", args.task]), *(["--data", args.data] if args.data else []),
               *(["--heads", args.heads] if args.heads else []), *(["--data-dir", args.data_dir] if args.data_dir else []),
               *(["--device", args.device] if args.device else []), *(["--address", args.address] if args.address else []),
-              *[flag for plugin in plugins for flag in ("--plugin", plugin)]]
+              *[flag for plugin in plugins for flag in ("--plugin", plugin)],
+              *(["--verbose"] if args.verbose else [])]
     budget = ["--num-samples", str(args.num_samples), "--max-concurrent", str(args.max_concurrent),
               "--seed", str(args.seed), "--cpus-per-trial", str(args.cpus_per_trial),
               "--gpus-per-trial", str(args.gpus_per_trial), "--batched", args.batched,

@@ -15,11 +15,11 @@ retried unless --retry-diverged is given.
 from __future__ import annotations
 
 import sys
-import time
 
 from study import cli
 from study.cli import Compute
 from study.config_files import choose_config
+from study.console import SeedProgress
 from study.errors import Interrupted, StudyError
 from study.figures import curve_names, learning_curves
 from study.presets import Preset, load_presets
@@ -165,10 +165,15 @@ def train_missing(config: dict, missing: list[int], tracker: Tracker, parent_id:
                    for seed in missing}
     primary = task.spec_for(config).primary_metric
     tags = environment_tags()
-    start, logged = time.perf_counter(), 0
+    progress = SeedProgress(len(missing))
+    progress.tick()
     try:
         while pending:
-            [ready], _ = ray.wait(list(pending), num_returns=1)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            if not ready:  # a second without news: the terminal's progress line ticks
+                progress.tick()
+                continue
+            [ready] = ready
             seed = pending.pop(ready)
             try:
                 answers = ray.get(ready) if seed is None else [(seed, *ray.get(ready))]
@@ -180,15 +185,14 @@ def train_missing(config: dict, missing: list[int], tracker: Tracker, parent_id:
                                      f"train and record the seeds one by one") from None
                 tracker.log_failed_seed(parent_id, config["family"], {**config, "seed": seed}, str(exc.cause),
                                         tags)
-                print(f"  seed {seed:3d}: diverged ({exc.cause}); logged as FAILED", flush=True)
+                progress.finished(f"  seed {seed:3d}: diverged ({exc.cause}); logged as FAILED")
                 continue
             for seed, history, summary, node in answers:
                 tracker.log_seed(parent_id, config["family"], {**config, "seed": seed}, history, summary,
                                  {**tags, "ray_node": node})
-                logged += 1
-                print(f"  seed {seed:3d}: {primary} {summary[primary]:.4f}  "
-                      f"[{logged}/{len(missing)} new, {time.perf_counter() - start:.0f} s]", flush=True)
+                progress.finished(f"  seed {seed:3d}: {primary} {summary[primary]:.4f}")
     finally:
+        progress.close()
         for ref in pending:
             ray.cancel(ref, force=True)
 

@@ -4,8 +4,10 @@ Only the driver writes (one writer, so SQLite never sees concurrent writers and 
 Default store with no server: SQLite at mlruns/mlflow.db, artifacts under mlruns/artifacts (any SQLite database
 keeps its artifacts in the folder `artifacts` beside it).
 
+    experiment  tags: mlflow.experimentKind=custom_model_development (the UI opens it on its runs), a description
     parent  tags: study.role=parent, task, family, config_hash; params: the config (without seed);
             tags failure_value, failure_rule (what a diverged seed enters the summary at), higher_is_better;
+            mlflow.note.content: its description in the UI, the summary in one line;
             metrics: test/acc_mean, _std, _ci95_low, _ci95_high, n_seeds, n_finished, n_diverged, ...;
             artifacts: config.yaml, curves
     child   tags: study.role=seed, mlflow.parentRunId, task, family, config_hash, seed, git_commit, versions;
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
@@ -35,6 +38,14 @@ def default_experiment(task: str) -> str:
 DEFAULT_STORE = Path("mlruns")
 ROLE = "study.role"
 PARENT_TAG = "mlflow.parentRunId"
+# MLflow 3's UI opens an experiment on the page its kind asks for (the tag the UI's kind selector writes): without
+# it, an experiment with no runs yet is taken for GenAI and opens on empty traces. Ours are model training.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+NOTE_TAG = "mlflow.note.content"  # a run's or experiment's description in the UI
+EXPERIMENT_NOTE = ("Made by the study framework. Each parent run (filter `tags.study.role = 'parent'`) is one "
+                   "(family, config) with its seeds' summary; its child runs are the seeds; a `report` run holds "
+                   "the comparison report.")
 VERSIONED = ("torch", "torchvision", "ray", "optuna", "mlflow", "numpy")
 
 
@@ -93,9 +104,13 @@ class Tracker:
                 # Beside an SQLite database: MLflow's default is ./mlruns of whichever folder the command ran in.
                 # A server keeps its own artifact location.
                 artifacts = (database.parent / "artifacts").resolve().as_uri() if database else None
-                self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifacts)
+                self.experiment_id = self.client.create_experiment(
+                    experiment, artifact_location=artifacts,
+                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, NOTE_TAG: EXPERIMENT_NOTE})
             else:
                 self.experiment_id = found.experiment_id
+                if create and EXPERIMENT_KIND_TAG not in found.tags:  # made before the kind was set: set it
+                    self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         except StudyError:
             raise
         except Exception as exc:  # MlflowException, SQLAlchemy errors, HTTP errors
@@ -195,8 +210,9 @@ class Tracker:
         from mlflow.entities import Metric, RunTag
 
         now = int(time.time() * 1000)
+        note = parent_description({**self.client.get_run(parent_id).data.tags, **tags}, metrics)
         self.client.log_batch(parent_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-                              tags=[RunTag(k, v) for k, v in tags.items()])
+                              tags=[RunTag(k, v) for k, v in {**tags, NOTE_TAG: note}.items()])
         self.client.log_text(parent_id, config_yaml, "config.yaml")
         if figure is not None:
             self.client.log_figure(parent_id, figure, "learning_curves.png")
@@ -216,6 +232,33 @@ class Tracker:
     def histories(self, run_id: str, names: tuple[str, ...]) -> dict[str, list[tuple[int, float]]]:
         return {name: sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, name))
                 for name in names}
+
+
+def parent_description(tags: dict[str, str], metrics: dict[str, float]) -> str:
+    """The parent run's description in the MLflow UI: what it is and its result in one line, e.g. `sep_aux on
+    digit_pairs, config 3f2a9c0d1e7b: test/acc 0.9712 ± 0.0051 (mean ± std), 95% CI [0.9676, 0.9748]; 10 seeds
+    finished, 0 diverged`."""
+    def number(name: str) -> float | None:
+        value = metrics.get(name)
+        return float(value) if value is not None and math.isfinite(value) else None
+
+    primary = tags.get("primary_metric", "test/acc")
+    head = (f"{tags.get('preset') or tags.get('family', '?')}"
+            + (f" ({tags['reference']})" if tags.get("reference") else "")
+            + f" on {tags.get('task', '?')}, config {tags.get('config_hash', '?')}"
+            + (f", tuned with study seed {tags['study_seed']}" if tags.get("study_seed") else ""))
+    n_diverged = int(metrics.get("n_diverged", 0))
+    counts = f"{int(metrics.get('n_finished', 0))} seeds finished, {n_diverged} diverged"
+    if n_diverged and "failure_value" in tags:
+        counts += f" (entered at {tags['failure_value']})"
+    mean, std = number(f"{primary}_mean"), number(f"{primary}_std")
+    if mean is None:
+        return f"{head}: no {primary}; {counts}"
+    result = f"{primary} {mean:.4f}" + (f" ± {std:.4f} (mean ± std)" if std is not None else "")
+    low, high = number(f"{primary}_ci95_low"), number(f"{primary}_ci95_high")
+    if low is not None and high is not None:
+        result += f", 95% CI [{low:.4f}, {high:.4f}]"
+    return f"{head}: {result}; {counts}"
 
 
 def check_reachable(uri: str) -> None:

@@ -40,6 +40,7 @@ from study.atomic_storage import storage_filesystem
 from study.cli import Compute
 from study.config import validate_config
 from study.config_files import default_study_dir, load_config_file
+from study.console import SearchConsole, ray_verbosity, trial_console
 from study.errors import Interrupted, StudyError
 from study.faults import inject_fault
 from study.files import read_yaml, write_yaml
@@ -154,7 +155,7 @@ def storage_root(storage: str | None, study_dir: Path) -> str:
 
 
 def make_tuner(space: SearchSpace, budget: Budget, objective: Objective, seed: int, trainable, study_dir: Path,
-               storage: str, filesystem):
+               storage: str, filesystem, console: SearchConsole | None = None, verbose: bool = False):
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -176,8 +177,13 @@ def make_tuner(space: SearchSpace, budget: Budget, objective: Objective, seed: i
         run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage,
                                   storage_filesystem=filesystem,
                                   failure_config=tune.FailureConfig(max_failures=budget.max_failures),
-                                  verbose=1),
+                                  **console_settings(console, verbose)),
     )
+
+
+def console_settings(console: SearchConsole | None, verbose: bool) -> dict:
+    """RunConfig's output settings: our trial lines (study.console), Ray's own tables only with --verbose."""
+    return {"verbose": ray_verbosity(verbose), "callbacks": [trial_console(console)] if console else []}
 
 
 def summarise(experiment: str, budget: Budget, objective: Objective) -> dict:
@@ -281,6 +287,11 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, task, plug
           f"epochs (ASHA grace {budget.grace_period}), {budget.max_concurrent} at once, "
           f"{budget.cpus_per_trial:g} CPU + {budget.gpus_per_trial:g} GPU each"
           + (f", time budget {budget.time_budget:g} s" if budget.time_budget else ""), flush=True)
+    print(f"one line per finished trial: epochs trained, {objective.metric} ({objective.mode}), the searched values"
+          + ("" if args.verbose else "; Ray's own tables: --verbose"), flush=True)
+    # no live (carriage-return) line between Ray's tables
+    console = SearchConsole(objective.metric, objective.mode, budget.num_samples, budget.max_epochs,
+                            list(space.params), budget.time_budget, live=False if args.verbose else None)
 
     from ray import tune
 
@@ -301,10 +312,14 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, task, plug
             repaired = align_search_state_with_trials(experiment)
             if repaired:
                 print(repaired, flush=True)
-            tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=False,
-                               restart_errored=False, storage_filesystem=filesystem).fit()
+            tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
+                                       resume_errored=False, restart_errored=False, storage_filesystem=filesystem)
+            # the restored run config is the one saved when the study began: today's console and --verbose instead
+            vars(tuner._local_tuner.get_run_config()).update(console_settings(console, args.verbose))
+            tuner.fit()
     else:
-        make_tuner(space, budget, objective, args.seed, trainable, study_dir, storage, filesystem).fit()
+        make_tuner(space, budget, objective, args.seed, trainable, study_dir, storage, filesystem,
+                   console=console, verbose=args.verbose).fit()
     elapsed = time.perf_counter() - start
 
     summary = summarise(experiment, budget, objective)
