@@ -47,6 +47,10 @@ VALUE_RULES: dict[str, tuple[str, callable]] = {
     "width": ("an integer >= 1", positive_int),
     "depth": ("an integer >= 1", positive_int),
     "channels": ("an integer >= 1", positive_int),
+    "conv_width": ("an integer >= 1", positive_int),
+    "fc_width": ("an integer >= 1", positive_int),
+    "fine_weight": ("a number >= 0", lambda v: number(v) and v >= 0),
+    "coarse_weight": ("a number >= 0", lambda v: number(v) and v >= 0),
 }
 
 

@@ -1,5 +1,6 @@
 """Shared fixtures: tiny synthetic MNIST (in the real idx format, so torchvision's own loader runs), its digit-pair
-splits, an MLflow server on 127.0.0.1. Helpers the tests call are in helpers.py."""
+splits, tiny synthetic CIFAR-100 files (in the real pickle layout, so the task's own loader runs), an MLflow server
+on 127.0.0.1. Helpers the tests call are in helpers.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import free_port, make_fake_mnist
+from helpers import free_port, make_fake_cifar100, make_fake_mnist
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +31,18 @@ def small_data(fake_mnist):
     from study.tasks.digit_pairs import make_pairs
 
     return make_pairs(fake_mnist, seed=0, n_train=100, n_val=60, n_test=40)
+
+
+@pytest.fixture(scope="session")
+def fake_cifar100_dir(tmp_path_factory) -> Path:
+    return make_fake_cifar100(tmp_path_factory.mktemp("fake_cifar100"))
+
+
+@pytest.fixture(scope="session")
+def cifar100_task(fake_cifar100_dir):
+    from study.tasks import open_task
+
+    return open_task("cifar100", data_dir=fake_cifar100_dir)
 
 
 @pytest.fixture

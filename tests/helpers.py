@@ -68,6 +68,16 @@ def small_config(family: str, **overrides) -> dict:
                                    **shrink, **overrides})
 
 
+CIFAR_SHRINK = {"epochs": 2, "batch_size": 50, "conv_width": 4, "fc_width": 16, "n_val": 100, "n_train": 400}
+
+
+def small_cifar_config(task, family: str, **overrides) -> dict:
+    """A cifar100 family's default config, shrunk to tiny widths and splits (`task`: the opened cifar100 task)."""
+    from study.space import resolve_config
+
+    return task.with_settings(resolve_config(family, {**CIFAR_SHRINK, **overrides}, task="cifar100"))
+
+
 def run_module(module: str, *args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 300):
     """Run `python -m module args` as a user would; returns the CompletedProcess."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
@@ -101,3 +111,49 @@ def write_arrays(folder: Path, n: int = 240, seed: int = 0) -> str:
     np.savez(path, x=x, label=x[:, :3].argmax(1), size=2 * x[:, 3] + 5, flag=(x[:, 4] > 0).astype(np.int64))
     (folder / "small.yaml").write_text("label: classes:3\nsize: regression\nflag: binary\n")
     return str(path)
+
+
+def coarse_of(fine: np.ndarray) -> np.ndarray:
+    """The synthetic superclasses: a fixed grouping of the 100 fine classes into 20 of five (7 k mod 20, so not the
+    contiguous blocks a loader might wrongly assume)."""
+    return (7 * fine) % 20
+
+
+def synthetic_cifar100(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Learnable CIFAR-100-shaped images: (n, 3072) uint8 rows (R, G, B planes of 32x32, as the pickles hold them),
+    fine labels (every class about equally often) and coarse = coarse_of(fine). Fine class k is a bright red
+    horizontal band at row 3 (k // 10) + 1 and a bright green vertical band at column 3 (k % 10) + 1, each 3 pixels
+    wide, on uniform noise in [0, 100)."""
+    rng = np.random.default_rng(seed)
+    fine = rng.permutation(np.arange(n) % 100)
+    images = rng.integers(0, 100, size=(n, 3, 32, 32), dtype=np.uint8)
+    rows = 3 * (fine // 10)[:, None] + 1 + np.arange(3)  # (n, 3)
+    cols = 3 * (fine % 10)[:, None] + 1 + np.arange(3)
+    index = np.arange(n)[:, None]
+    images[index, 0, rows, :] = 255  # red band
+    images[index, 1, :, cols] = 255  # green band
+    return images.reshape(n, -1), fine, coarse_of(fine)
+
+
+def write_cifar_pickle(path: Path, n: int, seed: int, protocol: int = 2) -> None:
+    """One file of CIFAR-100's python layout: a pickled dict of data, fine_labels, coarse_labels, filenames."""
+    import pickle
+
+    data, fine, coarse = synthetic_cifar100(n, seed)
+    entry = {"filenames": [f"image_{i}.png" for i in range(n)], "batch_label": path.name, "fine_labels": fine.tolist(),
+             "coarse_labels": coarse.tolist(), "data": data}
+    path.write_bytes(pickle.dumps(entry, protocol=protocol))
+
+
+def make_fake_cifar100(root: Path, n_train: int = 1500, n_test: int = 300, seed: int = 0) -> Path:
+    """Tiny CIFAR-100 files in torchvision's layout, root/cifar-100-python/{train,test,meta}; returns root."""
+    import pickle
+
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_cifar_pickle(folder / "train", n_train, seed)
+    write_cifar_pickle(folder / "test", n_test, seed + 1)
+    meta = {"fine_label_names": [f"fine{k}" for k in range(100)],
+            "coarse_label_names": [f"coarse{k}" for k in range(20)]}
+    (folder / "meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return root

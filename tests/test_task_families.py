@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from helpers import small_config, write_arrays
+from helpers import small_cifar_config, small_config, write_arrays
 from study.families import FAMILIES
 from study.space import resolve_config
 from study.tasks import open_task
@@ -15,16 +15,18 @@ TASK_FAMILIES = sorted((task, family) for family in FAMILIES for task in FAMILIE
 
 
 @pytest.fixture(scope="module")
-def small_task_data(tmp_path_factory, small_data):
+def small_task_data(tmp_path_factory, small_data, cifar100_task):
     arrays = open_task("arrays", data=write_arrays(tmp_path_factory.mktemp("arrays")))
 
     def config(task: str, family: str, **overrides) -> dict:
         if task == "digit_pairs":
             return small_config(family, **overrides)
+        if task == "cifar100":
+            return small_cifar_config(cifar100_task, family, n_train=100, n_val=50, **overrides)
         shrink = {"epochs": 2, "batch_size": 40, "width": 16, "depth": 1, "channels": 4, **overrides}
         return arrays.with_settings(resolve_config(family, shrink, task="arrays"))
 
-    draws = {"digit_pairs": lambda seed, cfg: small_data, "arrays": arrays.draw}
+    draws = {"digit_pairs": lambda seed, cfg: small_data, "arrays": arrays.draw, "cifar100": cifar100_task.draw}
     return config, draws
 
 

@@ -49,10 +49,9 @@ def check_sizes(family: str, width: int, depth: int, channels: int, dropout: flo
         raise ValueError(f"family {family}: dropout must be a number in [0, 1), got {dropout!r}")
 
 
-def check_weight(family: str, aux_weight: float) -> None:
-    if (isinstance(aux_weight, bool) or not isinstance(aux_weight, (int, float)) or not math.isfinite(aux_weight)
-            or aux_weight < 0):
-        raise ValueError(f"family {family}: aux_weight must be a number >= 0, got {aux_weight!r}")
+def check_weight(family: str, weight: float, key: str = "aux_weight") -> None:
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+        raise ValueError(f"family {family}: {key} must be a number >= 0, got {weight!r}")
 
 
 def make_trunk(input_shape: tuple[int, ...], width: int, depth: int, channels: int, dropout: float) -> nn.Module:
