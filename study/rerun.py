@@ -111,7 +111,8 @@ def failure_tags(spec) -> dict[str, str]:
 
 
 def run_reruns(config: dict, seeds: int, tracker: Tracker, task, compute: Compute = Compute(),
-               preset: Preset | None = None, retry_diverged: bool = False) -> dict:
+               preset: Preset | None = None, retry_diverged: bool = False, search: dict | None = None,
+               reference: str | None = None) -> dict:
     """Train the missing seeds of `config` on Ray (`task`: the loaded Task they draw their splits from), log each
     to MLflow as it lands; returns the summary of the task's primary metric (digit_pairs: test/acc), diverged
     seeds entered at the failure value (failure_tags).
@@ -119,11 +120,19 @@ def run_reruns(config: dict, seeds: int, tracker: Tracker, task, compute: Comput
     A seed whose loss turns NaN is logged as a FAILED run tagged `diverged`: a failure of the config, done like a
     finished seed, trained again only with `retry_diverged` (it diverges the same way on the same seed otherwise).
     Ctrl-C marks the parent KILLED and keeps every seed already logged.
+    `search`: what study.tune records of the search that chose the config (its study seed, compute, boundary
+    warnings, robust selection, figures), logged with the parent run; the study seed is part of the parent's
+    identity, so the same family tuned on several study seeds has a parent per study seed. `reference`: a row that
+    is not a tuned arm (e.g. "untuned defaults"), kept apart from the tuned configs and out of the report's tests.
     """
     family, spec = config["family"], task.spec_for(config)
+    labels = {**({"study_seed": str(search["study_seed"])} if search else {}),
+              **({"reference": reference} if reference else {})}
     parent_id = tracker.parent_run(family, config, preset_tags(preset) if preset else None,
                                    {"primary_metric": spec.primary_metric, "objective": spec.objective,
-                                    **failure_tags(spec)})
+                                    **failure_tags(spec)}, labels=labels)
+    if search:
+        tracker.log_search(parent_id, search)
     wanted = rerun_seeds(config["seed"], seeds)
     finished, diverged = tracker.seed_outcomes(parent_id)
     done = set(finished) if retry_diverged else set(finished) | set(diverged)

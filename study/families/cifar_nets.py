@@ -31,19 +31,11 @@ import torch
 import torch.nn as nn
 
 from study.families.registry import TaskModel, register_family
-from study.families.multihead import check_weight
+from study.families.multihead import check_sizes, check_weight
 from study.tasks.base import TaskSpec
 
 TASK = "cifar100"
 HEADS = ("fine", "coarse")
-
-
-def check_sizes(family: str, conv_width: int, fc_width: int, dropout: float) -> None:
-    for key, value in (("conv_width", conv_width), ("fc_width", fc_width)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"family {family}: {key} must be an integer >= 1, got {value!r}")
-    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
-        raise ValueError(f"family {family}: dropout must be a number in [0, 1), got {dropout!r}")
 
 
 def conv_block(c_in: int, c_out: int) -> list[nn.Module]:
@@ -99,7 +91,7 @@ class SharingNet(TaskModel):
 
 def _build(family: str, task: TaskSpec, conv_width: int, fc_width: int, dropout: float, shared: bool,
            reuse: str | None, fine_weight: float = 1.0, coarse_weight: float = 1.0) -> SharingNet:
-    check_sizes(family, conv_width, fc_width, dropout)
+    check_sizes(family, dropout, conv_width=conv_width, fc_width=fc_width)
     for key, value in (("fine_weight", fine_weight), ("coarse_weight", coarse_weight)):
         check_weight(family, value, key)
     return SharingNet(task, conv_width, fc_width, dropout, shared, reuse,

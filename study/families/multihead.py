@@ -41,8 +41,9 @@ from study.families.registry import TaskModel, register_family
 from study.tasks.base import Head, TaskSpec
 
 
-def check_sizes(family: str, width: int, depth: int, channels: int, dropout: float) -> None:
-    for key, value in (("width", width), ("depth", depth), ("channels", channels)):
+def check_sizes(family: str, dropout: float, **sizes: int) -> None:
+    """Each of `sizes` (e.g. width=128) an integer >= 1, dropout in [0, 1)."""
+    for key, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"family {family}: {key} must be an integer >= 1, got {value!r}")
     if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
@@ -178,7 +179,7 @@ class IndependentNet(TaskModel):
 
 @register_family(task="arrays")
 def single_head(task: TaskSpec, *, width: int, depth: int, channels: int, dropout: float) -> TaskModel:
-    check_sizes("single_head", width, depth, channels, dropout)
+    check_sizes("single_head", dropout, width=width, depth=depth, channels=channels)
     return SharedTrunkNet(task, [task.objective_head], make_trunk(task.input_shape, width, depth, channels, dropout),
                           width, 1.0)
 
@@ -186,7 +187,7 @@ def single_head(task: TaskSpec, *, width: int, depth: int, channels: int, dropou
 @register_family(task="arrays")
 def split_heads(task: TaskSpec, *, width: int, depth: int, channels: int, dropout: float,
                 aux_weight: float) -> TaskModel:
-    check_sizes("split_heads", width, depth, channels, dropout)
+    check_sizes("split_heads", dropout, width=width, depth=depth, channels=channels)
     check_weight("split_heads", aux_weight)
     return SharedTrunkNet(task, list(task.heads), make_trunk(task.input_shape, width, depth, channels, dropout),
                           width, aux_weight)
@@ -195,7 +196,7 @@ def split_heads(task: TaskSpec, *, width: int, depth: int, channels: int, dropou
 @register_family(task="arrays")
 def joint_sigmoid(task: TaskSpec, *, width: int, depth: int, channels: int, dropout: float,
                   aux_weight: float) -> TaskModel:
-    check_sizes("joint_sigmoid", width, depth, channels, dropout)
+    check_sizes("joint_sigmoid", dropout, width=width, depth=depth, channels=channels)
     check_weight("joint_sigmoid", aux_weight)
     return JointSigmoidNet(task, make_trunk(task.input_shape, width, depth, channels, dropout), width, aux_weight)
 
@@ -204,6 +205,6 @@ def joint_sigmoid(task: TaskSpec, *, width: int, depth: int, channels: int, drop
 def independent(task: TaskSpec, *, width: int, depth: int, channels: int, dropout: float) -> TaskModel:
     """No aux_weight: with no shared parameter, a head's weight only rescales its own network's gradient, which
     Adam undoes."""
-    check_sizes("independent", width, depth, channels, dropout)
+    check_sizes("independent", dropout, width=width, depth=depth, channels=channels)
     trunks = {head.name: make_trunk(task.input_shape, width, depth, channels, dropout) for head in task.heads}
     return IndependentNet(task, trunks, width)
