@@ -1,6 +1,7 @@
 """Benchmark: one epoch of `fit` against a plain PyTorch loop of the same model, in one run; prints the ratio.
 
     python benchmarks/fit_vs_plain_loop.py --family sep_aux --data-dir ../shared/data
+    python benchmarks/fit_vs_plain_loop.py --repeats 1 n_train=100 n_val=60 c=4 f=8 h=8    # tiny: a smoke test
 
 The plain loop is how the original study trained: the train tensors sliced into consecutive mini-batches, Adam,
 then the validation accuracy computed after the epoch. `fit` does the same work plus shuffling and its metrics.
@@ -13,14 +14,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from study.tasks.digit_pairs import load_mnist, make_pairs
-from study.families import build_model
-from study.space import resolve_config
-from study.train import fit
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file from anywhere: import `study`
+
+from study.cli import parse_overrides  # noqa: E402
+from study.tasks.digit_pairs import load_mnist, make_pairs  # noqa: E402
+from study.families import build_model  # noqa: E402
+from study.space import resolve_config  # noqa: E402
+from study.train import fit  # noqa: E402
 
 
 def plain_epochs(config: dict, data, epochs: int) -> list[float]:
@@ -65,9 +71,11 @@ def main() -> None:
     parser.add_argument("--family", default="sep_aux")
     parser.add_argument("--data-dir")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides (split sizes n_train, n_val too), e.g. c=4 n_train=100")
     args = parser.parse_args()
-    config = resolve_config(args.family)
-    data = make_pairs(load_mnist(args.data_dir), config["seed"])
+    config = resolve_config(args.family, parse_overrides(args.overrides))
+    data = make_pairs(load_mnist(args.data_dir), config["seed"], config["n_train"], config["n_val"], config["n_test"])
     plain_epochs(config, data, 1), fit_epochs(config, data, 1)  # warm-up: allocator, kernels, lazy imports
     plain, fitted = [], []
     for _ in range(args.repeats):  # alternate, so drifts in machine load hit both alike

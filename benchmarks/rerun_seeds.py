@@ -2,6 +2,7 @@
 
     python benchmarks/rerun_seeds.py --family sep_aux --data-dir ../shared/data --seeds 15 --epochs 3
     python benchmarks/rerun_seeds.py --device cuda --gpus-per-task 0.25 ...     # on a GPU machine
+    python benchmarks/rerun_seeds.py --seeds 2 --epochs 1 n_train=100 n_val=60 n_test=40 c=4 f=8 h=8   # tiny
 
 Prints each way's wall time and its speed-up over sequential, all measured in this one run.
 """
@@ -9,14 +10,20 @@ Prints each way's wall time and its speed-up over sequential, all measured in th
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from study.batched import fit_batched
-from study.tasks import open_task
-from study.space import resolve_config
-from study.train import fit, resolve_device
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file from anywhere: import `study`
+
+from study.batched import fit_batched  # noqa: E402
+from study.cli import parse_overrides  # noqa: E402
+from study.ray_session import connect_ray  # noqa: E402
+from study.tasks import open_task  # noqa: E402
+from study.space import resolve_config  # noqa: E402
+from study.train import fit, resolve_device  # noqa: E402
 
 
 def sequential(config, seeds, datas, device):
@@ -43,16 +50,16 @@ def main() -> None:
     parser.add_argument("--device")
     parser.add_argument("--cpus-per-task", type=float, default=1.0)
     parser.add_argument("--gpus-per-task", type=float, default=0.0)
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides (split sizes n_train, n_val, n_test too), e.g. c=4 n_train=100")
     args = parser.parse_args()
 
-    import ray
-
     device = str(resolve_device(args.device))
-    config = resolve_config(args.family, {"epochs": args.epochs})
+    config = resolve_config(args.family, {**parse_overrides(args.overrides), "epochs": args.epochs})
     task = open_task("digit_pairs", args.data_dir)
     seeds = list(range(1, args.seeds + 1))
     datas = [task.draw(seed, config) for seed in seeds]
-    ray.init(include_dashboard=False, logging_level="WARNING")
+    connect_ray(None)  # a fresh local Ray (address "local"), no dashboard
     fit({**config, "epochs": 1}, datas[0], device=device)  # warm-up: kernels, allocator
     parallel({**config, "epochs": 1}, seeds[:1], task, device, args.cpus_per_task, args.gpus_per_task)
 
