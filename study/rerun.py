@@ -25,7 +25,7 @@ from study.figures import curve_names, learning_curves
 from study.presets import Preset, load_presets
 from study.ray_session import current_node, join_cluster_before_writing
 from study.stats import WORST, describe, format_summary, resolve_failure_value, with_failures
-from study.tracking import Tracker, default_experiment, environment_tags, resolve_tracking_uri
+from study.tracking import Tracker, default_experiment, environment_tags, resolve_tracking_uri, ui_link
 from study.train import NonFiniteLoss
 
 
@@ -242,6 +242,7 @@ def finalise_parent(tracker: Tracker, parent_id: str, config: dict, spec) -> dic
               f"{', '.join(map(str, sorted(diverged)))}), entered "
               + (f"at {entered:g} ({failure['failure_rule']})" if entered is not None else
                  f"nowhere: {failure['failure_rule']}, and no seed finished"))
+    print(f"MLflow UI: {ui_link(tracker.uri, tracker.experiment_id)}")
     print(format_summary(f"{family} {primary} (final epoch)", summaries[primary]))
     print(format_summary(f"{family} {primary} at best-val epoch", summaries[primary_at_best]))
     print(format_summary(f"{family} {best} {spec.objective} over epochs"

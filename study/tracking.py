@@ -38,8 +38,8 @@ def default_experiment(task: str) -> str:
 DEFAULT_STORE = Path("mlruns")
 ROLE = "study.role"
 PARENT_TAG = "mlflow.parentRunId"
-# MLflow 3's UI opens an experiment on the page its kind asks for (the tag the UI's kind selector writes): without
-# it, an experiment with no runs yet is taken for GenAI and opens on empty traces. Ours are model training.
+# What an experiment is for, as MLflow 3 records it (the tag its UI's kind selector writes): ours are model
+# training. MLflow 3.17's UI does not route by it (its GenAI / Model training switch decides: ui_link).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 NOTE_TAG = "mlflow.note.content"  # a run's or experiment's description in the UI
@@ -232,6 +232,16 @@ class Tracker:
     def histories(self, run_id: str, names: tuple[str, ...]) -> dict[str, list[tuple[int, float]]]:
         return {name: sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, name))
                 for name in names}
+
+
+def ui_link(uri: str, experiment_id: str) -> str:
+    """Where the MLflow UI shows an experiment's training runs. MLflow 3.17's UI opens an experiment on the page of
+    its GenAI / Model training switch (default GenAI: traces), whatever the experiment's kind tag says; the runs
+    route with workflowType=machine_learning opens the runs and turns the switch to Model training."""
+    route = f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/{route}"
+    return f"mlflow ui --backend-store-uri {uri}, then open http://127.0.0.1:5000/{route}"
 
 
 def parent_description(tags: dict[str, str], metrics: dict[str, float]) -> str:

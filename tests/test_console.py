@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from helpers import TINY_SPACE, run_module
 from study.console import (LiveLine, SearchConsole, SeedProgress, eta_seconds, every_tenth, format_duration,
                            progress_text, trial_line)
-from study.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, NOTE_TAG, Tracker, parent_description
+from study.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, NOTE_TAG, Tracker, parent_description, ui_link
 
 BOX = set("╭╮╰╯│├┤─")
 
@@ -180,6 +180,13 @@ def test_a_parent_description_says_what_the_config_is_and_its_result():
     assert one.endswith("test/acc 0.9000; 1 seeds finished, 0 diverged")
 
 
+def test_the_ui_link_opens_the_experiments_training_runs():
+    route = "#/experiments/7/runs?workflowType=machine_learning"
+    assert ui_link("http://mlflow.example:5000/", "7") == f"http://mlflow.example:5000/{route}"
+    assert ui_link("sqlite:////tmp/x.db", "7") == ("mlflow ui --backend-store-uri sqlite:////tmp/x.db, then open "
+                                                   f"http://127.0.0.1:5000/{route}")
+
+
 # --- the real commands ---------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -214,6 +221,7 @@ def test_a_study_prints_trial_lines_and_progress_but_no_ray_table_or_library_inf
     [parent] = client.search_runs([experiment.experiment_id], "tags.`study.role` = 'parent'")
     assert parent.data.tags[NOTE_TAG].startswith("base on digit_pairs, config ")
     assert f"test/acc {parent.data.metrics['test/acc_mean']:.4f}" in parent.data.tags[NOTE_TAG]
+    assert f"#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning" in out
 
 
 @pytest.mark.slow
