@@ -145,7 +145,8 @@ class Compute:
 def add_rerun_flags(parser) -> None:
     """The flags study.rerun and study.tune share, with the same meaning."""
     parser.add_argument("--seeds", type=positive_int,
-                        help="seeds to rerun (default 10; for a preset, the number of runs its report averaged)")
+                        help="seeds to rerun (default 10; for a preset, its table's seeds: the number of runs its report "
+                             "averaged, or more where it ran too few to give a spread)")
     parser.add_argument("--batched", choices=("auto", "on", "off"), default="auto",
                         help="train all seeds as one vmapped model (default auto: on when the seeds get a GPU)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, "

@@ -15,17 +15,17 @@ import os
 import sys
 import time
 
-# Loggers whose INFO lines (database set-up, study creation, Ray's start-up) say nothing a user acts on.
+# Loggers whose INFO lines (MLflow's and alembic's database set-up, Optuna's study creation) say nothing a user acts on.
 CHATTY_LOGGERS = ("mlflow", "alembic", "optuna")
 
 
 def quiet_libraries() -> None:
     """Keep third-party INFO lines out of the console; their warnings and errors still show.
 
-    MLflow sets its loggers' level when it is imported (from MLFLOW_LOGGING_LEVEL), Optuna when it first logs: both
-    are told before that, and set again in case they were imported already. Ray Tune's output engine prints its
-    experiment table even at verbose=0; its legacy engine (RAY_AIR_NEW_OUTPUT=0) prints nothing at verbose=0, and our
-    TrialConsole prints what a user needs."""
+    MLflow sets its loggers' levels when it is imported, from MLFLOW_LOGGING_LEVEL (set here unless the user set
+    it; an MLflow imported already is set directly); Optuna through its own set_verbosity. Ray Tune's new output
+    engine prints its experiment table and "View detailed results" even at verbose=0; its legacy engine
+    (RAY_AIR_NEW_OUTPUT=0) prints nothing at verbose=0, and TrialConsole prints what a user needs."""
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     for name in CHATTY_LOGGERS:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -41,6 +42,15 @@ ALPHA = 0.05
 
 def _stem(metric: str) -> str:
     return metric.split("/", 1)[-1]
+
+
+def _head_stem(metric: str) -> str:
+    """The head metric a summary metric is of: test/coarse_acc_at_best_val -> coarse_acc, val/acc_best -> acc."""
+    stem = _stem(metric)
+    for suffix in ("_at_best_val", "_best"):
+        if stem.endswith(suffix):
+            return stem[:-len(suffix)]
+    return stem
 
 
 def _higher_is_better(metric: str) -> bool:
@@ -63,7 +73,7 @@ class FamilyResult:
     higher_is_better: bool = True  # of the primary metric
     failure_setting: str | None = None  # parent tag failure_value: a number (chance level), "worst", or not recorded
     failure_rule: str = ""  # the parent's failure_rule tag, in words
-    published: dict | None = None  # preset tags: statistic, published_mean, published_std
+    published: dict[str, tuple[float, float | None]] | None = None  # a preset's statistic -> published (mean, std)
     run_ids: dict[int, str] = field(default_factory=dict)  # finished seed -> its child run
     curves: dict[str, dict[int, list[tuple[int, float]]]] = field(default_factory=dict)  # metric -> seed -> steps
 
@@ -77,8 +87,13 @@ class FamilyResult:
 
     @property
     def objective_higher_is_better(self) -> bool:
-        return self.higher_is_better if _stem(self.objective) == _stem(self.primary) else \
-            _higher_is_better(self.objective)
+        return self.metric_higher_is_better(self.objective)
+
+    def of_primary_head(self, metric: str) -> bool:
+        return _head_stem(metric) == _head_stem(self.primary)
+
+    def metric_higher_is_better(self, metric: str) -> bool:
+        return self.higher_is_better if self.of_primary_head(metric) else _higher_is_better(metric)
 
     def values(self, metric: str) -> dict[int, float]:
         """seed -> `metric` over the finished seeds only."""
@@ -86,12 +101,11 @@ class FamilyResult:
 
     def failure_value(self, metric: str | None = None) -> float | None:
         """The value a diverged seed enters `metric` at (default the primary metric): the recorded chance level
-        for a metric of the primary head, else the worst finished seed; None when there is none to take."""
+        for a metric of the primary head, else (another head's metric, e.g. the objective's or a second published
+        statistic's) the worst finished seed; None when there is none to take."""
         metric = metric or self.primary
-        same_head = metric != self.objective_best or _stem(self.objective) == _stem(self.primary)
-        higher = self.higher_is_better if metric != self.objective_best else self.objective_higher_is_better
-        return resolve_failure_value(self.failure_setting if same_head else WORST, self.values(metric).values(),
-                                     higher)
+        return resolve_failure_value(self.failure_setting if self.of_primary_head(metric) else WORST,
+                                     self.values(metric).values(), self.metric_higher_is_better(metric))
 
     def entered(self, metric: str | None = None) -> dict[int, float]:
         """seed -> `metric` for every seed, the diverged ones at the failure value (stats.with_failures); the
@@ -126,7 +140,7 @@ def collect(tracker: Tracker) -> list[FamilyResult]:
         tags = parent.data.tags
         arm = tags.get("preset") or tags["family"]
         task = tags.get("task", "digit_pairs")
-        if task != "digit_pairs":
+        if task != "digit_pairs" and "preset" not in tags:  # a preset's table belongs to one task already
             arm = f"{task}/{arm}"  # families of different tasks are never mixed up
         if arm in results:
             continue
@@ -135,7 +149,7 @@ def collect(tracker: Tracker) -> list[FamilyResult]:
             continue
         primary, objective = tags.get("primary_metric", "test/acc"), tags.get("objective", "val/acc")
         higher = tags["higher_is_better"] == "true" if "higher_is_better" in tags else _higher_is_better(primary)
-        published = {k: tags[k] for k in ("statistic", "published_mean", "published_std")} if "preset" in tags else None
+        published = published_numbers(tags) if "preset" in tags else None
         results[arm] = FamilyResult(
             arm, parent.info.run_id, tags.get("config_hash", ""),
             {seed: dict(run.data.metrics) for seed, run in finished.items()}, sorted(diverged), task, primary,
@@ -147,6 +161,16 @@ def collect(tracker: Tracker) -> list[FamilyResult]:
         return result.task, math.isnan(mean), -mean if result.higher_is_better else mean
 
     return sorted(results.values(), key=order)
+
+
+def published_numbers(tags: dict[str, str]) -> dict[str, tuple[float, float | None]]:
+    """A preset parent's published numbers: its `published` tag (JSON, every statistic of its table), else the tags
+    of one statistic that parents written before tables of several statistics carry."""
+    if "published" in tags:
+        return {statistic: (float(mean), None if std is None else float(std))
+                for statistic, (mean, std) in json.loads(tags["published"]).items()}
+    std = tags["published_std"]
+    return {tags["statistic"]: (float(tags["published_mean"]), None if std == "None" else float(std))}
 
 
 def load_curves(tracker: Tracker, results: list[FamilyResult]) -> None:
@@ -314,23 +338,30 @@ def family_rows(report: Report) -> list[dict]:
     return rows
 
 
+def agrees(ours: dict, mean: float, std: float | None) -> str:
+    """Whether our runs and the published number tell the same story: our mean within the published mean ± one
+    published std (the spread the report gave for its runs); for a published single run (no std), the published
+    value within our mean ± two of our seeds' std (where one run of ours would land 95% of the time); "–" when
+    neither spread exists."""
+    if std is not None:
+        return "yes" if abs(ours["mean"] - mean) <= std else "no"
+    if ours["n"] < 2 or math.isnan(ours["std"]):
+        return "–"
+    return "yes" if abs(ours["mean"] - mean) <= 2 * ours["std"] else "no"
+
+
 def reproductions(results: list[FamilyResult]) -> list[dict]:
-    """Ours beside the published number, in the statistic the report used (every seed, diverged ones at the
-    failure value); "agrees" when our mean lies within the published mean ± one published std (the spread the
-    report gave for its runs)."""
+    """Ours beside each published number, in the statistic the report used (every seed, diverged ones at the
+    failure value): one row per preset and statistic (a table may publish one per head)."""
     rows = []
     for result in results:
-        if result.published is None:
-            continue
-        statistic = result.published["statistic"]
-        ours = describe(result.entered(result.primary if statistic == result.primary else
-                                       result.objective_best).values())
-        mean, std = float(result.published["published_mean"]), float(result.published["published_std"])
-        rows.append({"preset": result.family, "statistic": statistic, "published_mean": mean, "published_std": std,
-                     "ours_mean": ours["mean"], "ours_std": ours["std"], "ours_ci95_low": ours["ci95_low"],
-                     "ours_ci95_high": ours["ci95_high"], "n": ours["n"], "n_diverged": len(result.diverged),
-                     "difference": ours["mean"] - mean,
-                     "agrees": "yes" if abs(ours["mean"] - mean) <= std else "no"})
+        for statistic, (mean, std) in (result.published or {}).items():
+            ours = describe(result.entered(statistic).values())
+            rows.append({"preset": result.family, "statistic": statistic, "published_mean": mean,
+                         "published_std": math.nan if std is None else std, "ours_mean": ours["mean"],
+                         "ours_std": ours["std"], "ours_ci95_low": ours["ci95_low"],
+                         "ours_ci95_high": ours["ci95_high"], "n": ours["n"], "n_diverged": len(result.diverged),
+                         "difference": ours["mean"] - mean, "agrees": agrees(ours, mean, std)})
     return sorted(rows, key=lambda row: row["preset"])
 
 
@@ -425,19 +456,26 @@ def pair_legend(group: TaskGroup) -> str:
             f"{len(group.pairs)} pairs of this task (in parentheses). Diverged seeds enter at the failure value.")
 
 
+def _published_cell(row: dict) -> str:
+    if math.isnan(row["published_std"]):
+        return f"{100 * row['published_mean']:.2f} (one run)"
+    return f"{100 * row['published_mean']:.1f} ± {100 * row['published_std']:.1f}"
+
+
 def published_table(rows: list[dict]) -> Table:
     headers = ["preset", "statistic", "published mean ± std", "ours mean ± std", "ours 95% CI", "n", "Δ", "agrees"]
     return Table(headers, [[
-        r["preset"], r["statistic"], f"{100 * r['published_mean']:.1f} ± {100 * r['published_std']:.1f}",
+        r["preset"], r["statistic"], _published_cell(r),
         f"{100 * r['ours_mean']:.1f} ± {100 * r['ours_std']:.1f}",
         f"[{100 * r['ours_ci95_low']:.1f}, {100 * r['ours_ci95_high']:.1f}]",
         str(r["n"]) + (f" ({r['n_diverged']} diverged)" if r["n_diverged"] else ""),
         f"{100 * r['difference']:+.1f}", r["agrees"]] for r in rows])
 
 
-PUBLISHED_LEGEND = ("Each preset in its report's own statistic (`test/acc`: test accuracy at the final epoch; "
-                    "`val/acc_best`: max validation accuracy over epochs). Agrees: our mean within the published "
-                    "mean ± one published std.")
+PUBLISHED_LEGEND = ("Each preset in its report's own statistic (`test/...`: a head's test accuracy at the final epoch; "
+                    "`val/..._best`: max validation accuracy over epochs), one row per statistic the report gave. "
+                    "Agrees: our mean within the published mean ± one published std; where the report gave a "
+                    "single run (no std), the published value within our mean ± two of our seeds' std.")
 
 
 def reproduction_markdown(rows: list[dict]) -> str:

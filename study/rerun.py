@@ -59,8 +59,13 @@ def train_seed(config: dict, task, threads: int, device: str | None) -> tuple[li
 
 
 def preset_tags(preset: Preset) -> dict[str, str]:
+    """The preset's name and published numbers: `published`, JSON {statistic: [mean, std or null]} for every
+    statistic of its table; `statistic`, `published_mean`, `published_std` for the first (as reports before tables of
+    several statistics read them)."""
+    import json
+
     return {"preset": preset.name, "statistic": preset.statistic, "published_mean": str(preset.published_mean),
-            "published_std": str(preset.published_std)}
+            "published_std": str(preset.published_std), "published": json.dumps(preset.published)}
 
 
 def train_seeds_batched(config: dict, seeds: list[int], task, threads: int,
@@ -281,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.preset:
         jobs = [(preset.config, f"preset {preset.name}", preset) for preset in load_presets(args.preset)]
         experiment = args.experiment or args.preset.partition("/")[0]
-        seeds = args.seeds or jobs[0][2].published_runs
+        seeds = args.seeds or jobs[0][2].seeds
         tasks = {config.get("task", "digit_pairs") for config, _, _ in jobs}
         if len(tasks) > 1 or tasks != {args.task} and args.task != "digit_pairs":
             raise StudyError(f"preset {args.preset} is for task {', '.join(sorted(tasks))}, not --task {args.task}")
