@@ -4,11 +4,18 @@ then the report — one command, one folder, one MLflow experiment.
     python -m study.compare --families base,base_aux,sep,sep_aux --data-dir ../shared/data
     python -m study.compare --task arrays --data mnist.npz --families single_head,split_heads --seeds 10
 
-Every family gets the same search budget (trials, epochs, grace period, study seed) and its best config is rerun on
-the same seeds 1..K, so seed k draws the same splits and initial seed for every family and the report's
-differences are paired. Output folder (`--out`, default comparisons/<name>): one study dir per family
-(search/<family>/) and the report (report/). MLflow: experiment `compare-<name>`. Run the same command again after
-an interruption: finished searches are kept, interrupted ones resume, finished seeds are not retrained.
+Every family gets the same search budget (trials, epochs, grace period, study seed) and the same robust selection
+(the top --select-top configs of its search trained on --select-seeds extra validation seeds, the best mean wins);
+the chosen config is rerun on the same seeds 1..K, so seed k draws the same splits and initial seed for every
+family and the report's differences are paired. Each family's untuned defaults are rerun on the same seeds too, a
+reference row (--no-defaults leaves it out). `--study-seeds S` repeats every family's search with S study seeds
+(new tuning data draw, new sampler seed) and reruns each chosen config: the report then separates seed variance
+from tuning variance.
+
+Output folder (`--out`, default comparisons/<name>): one study dir per family and study seed (search/<family>/, or
+search/<family>/seed<s>/ with several study seeds) and the report (report/). MLflow: experiment `compare-<name>`.
+Run the same command again after an interruption: finished searches are kept, interrupted ones resume, finished
+seeds are not retrained.
 """
 
 from __future__ import annotations
@@ -19,6 +26,10 @@ from pathlib import Path
 
 from study import cli
 from study.errors import StudyError
+from study.space import default_space_path, load_space
+from study.tune import DEFAULT_MAX_EPOCHS, add_selection_flags
+
+DEFAULTS_REFERENCE = "untuned defaults"  # the reference row's tag (study.rerun run_reruns `reference`)
 
 
 def parse_families(text: str) -> list[str]:
@@ -40,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrent", type=cli.positive_int, default=2, help="trials at once (default 2)")
     parser.add_argument("--seed", type=cli.non_negative_int, default=0, help="the study seed of every search")
     parser.add_argument("--spaces", help="a folder of <family>.yaml search spaces (default search_spaces/<task>/)")
+    parser.add_argument("--study-seeds", type=cli.positive_int, default=1,
+                        help="searches per family, with study seeds --seed, --seed+1, ... (default 1); more than one "
+                             "measures the tuning variance")
+    parser.add_argument("--no-defaults", action="store_true",
+                        help="leave out the reference rows of the families' untuned defaults")
+    add_selection_flags(parser)
     cli.add_job_flags(parser)
     args, plugins = cli.parse_with_plugins(parser, argv)
     families = parse_families(args.families)
@@ -58,23 +75,51 @@ def main(argv: list[str] | None = None) -> int:
               *[flag for plugin in plugins for flag in ("--plugin", plugin)],
               *(["--verbose"] if args.verbose else [])]
     budget = ["--num-samples", str(args.num_samples), "--max-concurrent", str(args.max_concurrent),
-              "--seed", str(args.seed), "--cpus-per-trial", str(args.cpus_per_trial),
+              "--select-top", str(args.select_top), "--select-seeds", str(args.select_seeds),
+              "--cpus-per-trial", str(args.cpus_per_trial),
               "--gpus-per-trial", str(args.gpus_per_trial), "--batched", args.batched,
               "--seeds", str(args.seeds or 10), "--experiment", experiment,
               *(["--max-epochs", str(args.max_epochs)] if args.max_epochs else []),
               *(["--grace-period", str(args.grace_period)] if args.grace_period else []),
               *(["--tracking-uri", args.tracking_uri] if args.tracking_uri else [])]
     start = time.perf_counter()
+    study_seeds = [args.seed + i for i in range(args.study_seeds)]
     for i, family in enumerate(families, 1):
-        print(f"[{i}/{len(families)}] {family}: search and reruns in {out / 'search' / family} "
-              f"({time.perf_counter() - start:.0f} s so far)", flush=True)
-        space = ["--space", str(Path(args.spaces) / f"{family}.yaml")] if args.spaces else []
-        tune.main(["--family", family, "--study-dir", str(out / "search" / family), *space, *budget, *shared])
+        space = ["--space", str(space_path(args, family))] if args.spaces else []
+        for study_seed in study_seeds:
+            study_dir = out / "search" / family / (f"seed{study_seed}" if len(study_seeds) > 1 else "")
+            print(f"[{i}/{len(families)}] {family}: search (study seed {study_seed}) and reruns in {study_dir} "
+                  f"({time.perf_counter() - start:.0f} s so far)", flush=True)
+            tune.main(["--family", family, "--study-dir", str(study_dir), "--seed", str(study_seed), *space,
+                       *budget, *shared])
+        if not args.no_defaults:
+            print(f"[{i}/{len(families)}] {family}: reference row, the untuned defaults on the same seeds", flush=True)
+            rerun_defaults(args, family, experiment, plugins)
     print(f"[report] {out / 'report'}", flush=True)
     report.main(["--experiment", experiment, "--out", str(out / "report"),
                  *(["--tracking-uri", args.tracking_uri] if args.tracking_uri else [])])
     print(f"comparison of {len(families)} families finished in {time.perf_counter() - start:.0f} s: {out}")
     return 0
+
+
+def space_path(args, family: str) -> Path:
+    return Path(args.spaces) / f"{family}.yaml" if args.spaces else default_space_path(family, args.task)
+
+
+def rerun_defaults(args, family: str, experiment: str, plugins: list[str]) -> None:
+    """The family's search-space defaults, with the searches' epochs and study seed, rerun on the tuned configs'
+    seeds: how much the tuning earned."""
+    from study.cli import Compute
+    from study.config import validate_config
+    from study.rerun import run_reruns
+    from study.tracking import Tracker
+
+    space = load_space(space_path(args, family), family, args.task)
+    task = cli.open_task(args)
+    epochs = args.max_epochs or space.fixed.get("epochs") or DEFAULT_MAX_EPOCHS
+    config = validate_config(task.with_settings({**space.defaults(), "epochs": epochs, "seed": args.seed}))
+    run_reruns(config, args.seeds or 10, Tracker(args.tracking_uri, experiment), task,
+               Compute.from_args(args, plugins), reference=DEFAULTS_REFERENCE)
 
 
 if __name__ == "__main__":

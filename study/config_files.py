@@ -39,10 +39,13 @@ def load_config_file(path: str | Path, family: str, task: str = "digit_pairs") -
 
 
 def choose_config(task: str, family: str, config_path: str | None, study_dir: str | None) -> tuple[dict, str]:
-    """(config, where it came from): --config, else the tuned best config, else the space defaults."""
+    """(config, where it came from): --config, else the tuned config (robust selection's choice, else the
+    search's best), else the space defaults."""
     if config_path:
         return load_config_file(config_path, family, task), str(config_path)
     best = Path(study_dir) if study_dir else default_study_dir(task, family)
+    if (best / "selection.yaml").exists():  # study.selection's record: its `config` is the chosen one
+        return load_config_file(best / "selection.yaml", family, task), f"{best / 'selection.yaml'} (robust selection)"
     if (best / "best_config.yaml").exists():
         return load_config_file(best / "best_config.yaml", family, task), str(best / "best_config.yaml")
     space = load_space(default_space_path(family, task), family, task)

@@ -35,6 +35,7 @@ from study import cli
 from study.errors import StudyError
 from study.stats import (COMPARISON_FIELDS, DEFAULT_RESAMPLES, ORIENTATION_RULE, WORST, compare_all, describe,
                          failure_rule, resolve_failure_value, with_failures)
+from study.search_diagnostics import SEARCH_FIGURES
 from study.tracking import DEFAULT_EXPERIMENT, ROLE, Tracker
 
 ALPHA = 0.05
@@ -76,6 +77,14 @@ class FamilyResult:
     published: dict[str, tuple[float, float | None]] | None = None  # a preset's statistic -> published (mean, std)
     run_ids: dict[int, str] = field(default_factory=dict)  # finished seed -> its child run
     curves: dict[str, dict[int, list[tuple[int, float]]]] = field(default_factory=dict)  # metric -> seed -> steps
+    reference: str = ""  # a reference row (e.g. "untuned defaults"): shown, not tested against the arms
+    # the study seeds whose tuned configs this arm pools (seeds are then (study seed, rerun seed) pairs)
+    study_seeds: list[int] = field(default_factory=list)
+    searches: list[dict] = field(default_factory=list)  # per parent: what its search spent and found (search_info)
+
+    @property
+    def pooled(self) -> bool:
+        return len(self.study_seeds) > 1
 
     @property
     def at_best_val(self) -> str:
@@ -133,34 +142,70 @@ class FamilyResult:
 
 
 def collect(tracker: Tracker) -> list[FamilyResult]:
-    """The latest parent run of each family (or preset) with at least one finished or diverged seed, per task;
-    sorted by task, then best first (the primary metric's mean over every seed, diverged ones included)."""
-    results = {}
+    """The compared arms per task, sorted by task, then best first (the primary metric's mean over every seed,
+    diverged ones included). An arm is a family's latest parent run (the config rerun last) with at least one
+    finished or diverged seed, or a preset's, or a reference row's (the untuned defaults); when that parent came
+    from a search (tag study_seed), the arm pools the latest parent of every study seed of the family (study.compare
+    --study-seeds), its seeds keyed (study seed, rerun seed)."""
+    parents: dict[str, list] = {}
     for parent in tracker.search(f"tags.`{ROLE}` = 'parent'"):  # newest first
         tags = parent.data.tags
-        arm = tags.get("preset") or tags["family"]
+        arm = tags.get("preset") or tags["family"] + (f" ({tags['reference']})" if tags.get("reference") else "")
         task = tags.get("task", "digit_pairs")
         if task != "digit_pairs" and "preset" not in tags:  # a preset's table belongs to one task already
             arm = f"{task}/{arm}"  # families of different tasks are never mixed up
-        if arm in results:
+        chosen = parents.setdefault(arm, [])
+        if chosen and ("study_seed" not in chosen[0][0].data.tags or "study_seed" not in tags
+                       or any(p.data.tags["study_seed"] == tags["study_seed"] for p, _ in chosen)):
             continue
-        finished, diverged = tracker.seed_outcomes(parent.info.run_id)
-        if not finished and not diverged:
-            continue
-        primary, objective = tags.get("primary_metric", "test/acc"), tags.get("objective", "val/acc")
-        higher = tags["higher_is_better"] == "true" if "higher_is_better" in tags else _higher_is_better(primary)
-        published = published_numbers(tags) if "preset" in tags else None
-        results[arm] = FamilyResult(
-            arm, parent.info.run_id, tags.get("config_hash", ""),
-            {seed: dict(run.data.metrics) for seed, run in finished.items()}, sorted(diverged), task, primary,
-            objective, higher, tags.get("failure_value"), tags.get("failure_rule", ""), published,
-            {seed: run.info.run_id for seed, run in finished.items()})
+        outcomes = tracker.seed_outcomes(parent.info.run_id)
+        if any(outcomes):
+            chosen.append((parent, outcomes))
+    results = [arm_result(arm, chosen) for arm, chosen in parents.items() if chosen]
 
     def order(result: FamilyResult):
         mean = describe(result.test)["mean"]
-        return result.task, math.isnan(mean), -mean if result.higher_is_better else mean
+        return result.task, bool(result.reference), math.isnan(mean), -mean if result.higher_is_better else mean
 
-    return sorted(results.values(), key=order)
+    return sorted(results, key=order)
+
+
+def arm_result(arm: str, chosen: list) -> FamilyResult:
+    """One arm from its parent runs (one, or one per study seed) and their (finished, diverged) seed runs."""
+    tags = chosen[0][0].data.tags
+    pooled = len(chosen) > 1
+    finished, diverged, run_ids, study_seeds, searches = {}, [], {}, [], []
+    for parent, (done, failed) in sorted(chosen, key=lambda item: int(item[0].data.tags.get("study_seed", 0))):
+        study_seed = int(parent.data.tags["study_seed"]) if "study_seed" in parent.data.tags else None
+        key = (lambda seed: (study_seed, seed)) if pooled else (lambda seed: seed)
+        finished.update({key(seed): dict(run.data.metrics) for seed, run in done.items()})
+        run_ids.update({key(seed): run.info.run_id for seed, run in done.items()})
+        diverged += [key(seed) for seed in sorted(failed)]
+        if study_seed is not None:
+            study_seeds.append(study_seed)
+        searches.append(search_info(parent))
+    primary, objective = tags.get("primary_metric", "test/acc"), tags.get("objective", "val/acc")
+    higher = tags["higher_is_better"] == "true" if "higher_is_better" in tags else _higher_is_better(primary)
+    published = published_numbers(tags) if "preset" in tags else None
+    return FamilyResult(arm, chosen[0][0].info.run_id, tags.get("config_hash", ""), finished, diverged,
+                        tags.get("task", "digit_pairs"), primary, objective, higher, tags.get("failure_value"),
+                        tags.get("failure_rule", ""), published, run_ids, reference=tags.get("reference", ""),
+                        study_seeds=study_seeds, searches=searches)
+
+
+def search_info(parent) -> dict:
+    """What study.tune logged on a parent run of the search that chose its config (tracking.log_search); {} for a
+    config that no search chose."""
+    tags, metrics = parent.data.tags, parent.data.metrics
+    if "search_trials" not in metrics:
+        return {}
+    candidates = json.loads(tags["search.selection_candidates"]) if "search.selection_candidates" in tags else []
+    return {"run_id": parent.info.run_id, "study_seed": tags.get("study_seed", ""),
+            "trials": int(metrics["search_trials"]), "trial_epochs": int(metrics.get("search_trial_epochs", 0)),
+            "trial_seconds": metrics.get("search_trial_seconds", math.nan),
+            "wall_seconds": metrics.get("search_wall_seconds", math.nan),
+            "boundary_warnings": tags.get("search.boundary_warnings", "none"),
+            "selection": tags.get("search.selection", ""), "candidates": candidates}
 
 
 def published_numbers(tags: dict[str, str]) -> dict[str, tuple[float, float | None]]:
@@ -267,8 +312,12 @@ def compare_group(group: TaskGroup, n_resamples: int = DEFAULT_RESAMPLES) -> Non
     """Every pair of the group's arms (stats.compare_all over their seeds, diverged ones entered at their arm's
     failure value), Holm over all pairs of the group."""
     entered, failed = {}, {}
+    by_study = any(result.pooled for result in group.results)
     for result in group.results:
-        values = result.entered()
+        if result.reference:
+            group.excluded[result.family] = f"a reference row ({result.reference}), not a tuned arm"
+            continue
+        values = per_study_seed(result) if by_study else result.entered()
         if result.diverged and result.failure_value() is None:
             group.excluded[result.family] = (f"all {len(result.diverged)} seeds diverged and its failure value, the "
                                              "worst finished seed, does not exist")
@@ -284,7 +333,42 @@ def compare_group(group: TaskGroup, n_resamples: int = DEFAULT_RESAMPLES) -> Non
     rows = compare_all(entered, n_resamples=n_resamples)
     for row in rows:
         row["n_failed_a"], row["n_failed_b"] = failed[row["family_a"]], failed[row["family_b"]]
+        row["units"] = "study seeds" if by_study else "seeds"
     group.pairs = [{"task": group.task, "metric": group.primary, **row} for row in rows]
+
+
+def per_study_seed(result: FamilyResult) -> dict:
+    """With several study seeds, the unit of comparison is a tuning: per study seed, the mean over its rerun seeds
+    (diverged ones at the failure value), keyed ("study", s). Seeds of one study seed share a tuned config, so they
+    are not independent draws of "the family, tuned"; an arm without study seeds keeps its seeds, keyed ("seed", k),
+    and pairs with none of them."""
+    values = result.entered()
+    if not result.study_seeds:
+        return {("seed", seed): value for seed, value in values.items()}
+    groups: dict = {}
+    for key, value in values.items():
+        study_seed = key[0] if isinstance(key, tuple) else result.study_seeds[0]
+        groups.setdefault(study_seed, []).append(value)
+    return {("study", study_seed): sum(v) / len(v) for study_seed, v in groups.items()}
+
+
+def variance_components(result: FamilyResult) -> dict:
+    """Seed variance (within a study seed: same tuned config, new splits and initialisation) and tuning variance
+    (between study seeds, beyond what seed noise explains: one-way random-effects ANOVA, method of moments, clipped
+    at 0), as standard deviations of the primary metric; NaN without two study seeds of two seeds each."""
+    import statistics
+
+    groups: dict = {}
+    for (study_seed, _), value in result.entered().items():
+        groups.setdefault(study_seed, []).append(value)
+    sizes = [len(v) for v in groups.values()]
+    if len(groups) < 2 or min(sizes) < 2:
+        return {"study_seeds": len(groups), "seed_std": math.nan, "tuning_std": math.nan, "between_std": math.nan}
+    within = statistics.fmean(statistics.variance(v) for v in groups.values())
+    between = statistics.variance([statistics.fmean(v) for v in groups.values()])  # of the study-seed means
+    n = statistics.harmonic_mean(sizes)
+    return {"study_seeds": len(groups), "seed_std": math.sqrt(within),
+            "tuning_std": math.sqrt(max(0.0, between - within / n)), "between_std": math.sqrt(between)}
 
 
 @dataclass
@@ -309,6 +393,11 @@ def build_report(tracker: Tracker, curves: bool = True, n_resamples: int = DEFAU
         raise StudyError(f"experiment {tracker.experiment!r} at {tracker.uri} has no finished reruns to compare")
     if curves:
         load_curves(tracker, results)
+        for result in results:  # the search figures logged with each parent (study.tune), for the HTML page
+            for search in result.searches:
+                if search:
+                    search["figures"] = {name: data for name in SEARCH_FIGURES
+                                         if (data := tracker.artifact_bytes(search["run_id"], f"search/{name}"))}
     groups: dict[str, TaskGroup] = {}
     for result in results:
         groups.setdefault(result.task, TaskGroup(result.task, [])).results.append(result)
@@ -421,7 +510,8 @@ def pair_table(group: TaskGroup) -> Table:
                "P(A > B)", "notes"]
     rows, emphasis = [], []
     for row in group.pairs:
-        n = f"{row['n_pairs']} pairs" if row["pairing"] == "paired" else f"{row['n_a']} / {row['n_b']}"
+        n = (f"{row['n_pairs']} {'study seeds' if row.get('units') == 'study seeds' else 'pairs'}"
+             if row["pairing"] == "paired" else f"{row['n_a']} / {row['n_b']}")
         notes = [row["notes"]] if row["notes"] else []
         if row["pairing"] == "unpaired":
             notes.insert(0, row["pairing_reason"])
@@ -483,6 +573,51 @@ def reproduction_markdown(rows: list[dict]) -> str:
                       published_table(rows).markdown()])
 
 
+def variance_table(group: TaskGroup) -> Table | None:
+    """Seed and tuning variance of the arms that pool several study seeds; None when none does."""
+    u = group.units
+    rows = []
+    for result in group.results:
+        if result.pooled:
+            v = variance_components(result)
+            rows.append([result.family, str(v["study_seeds"]), u.fmt(v["seed_std"]), u.fmt(v["tuning_std"]),
+                         u.fmt(v["between_std"])])
+    if not rows:
+        return None
+    return Table(["family", "study seeds", f"seed std{u.suffix()}", f"tuning std{u.suffix()}",
+                  f"std of the study seeds' means{u.suffix()}"], rows)
+
+
+VARIANCE_LEGEND = ("Each family was tuned with several study seeds (a new tuning data draw and sampler seed each) and "
+                   "each chosen config rerun on the same seeds. Seed std: the spread of one tuned config over rerun "
+                   "seeds (splits, initialisation). Tuning std: the spread that comes from tuning itself, beyond what "
+                   "seed noise explains (one-way random-effects ANOVA). With several study seeds, the pairwise tests "
+                   "compare tunings: their unit is a study seed (the mean over its rerun seeds), so the intervals "
+                   "include the tuning variance.")
+
+
+def search_table(group: TaskGroup) -> Table | None:
+    """What each arm's search spent and found; None when no arm came from a search."""
+    rows = []
+    for result in group.results:
+        for search in result.searches:
+            if search:
+                rows.append([result.family, str(search["study_seed"]), str(search["trials"]),
+                             str(search["trial_epochs"]), f"{search['trial_seconds']:.0f}",
+                             f"{search['wall_seconds']:.0f}", search["boundary_warnings"],
+                             search["selection"] or "search's best (no robust selection)"])
+    if not rows:
+        return None
+    return Table(["family", "study seed", "trials", "trial-epochs", "trial time (s)", "wall (s)",
+                  "boundary warnings", "notes"], rows)
+
+
+SEARCH_LEGEND = ("Compute each family's search used (every family gets the same budget; trial-epochs differ as "
+                 "early stopping ends trials), its chosen config's parameters at the edge of their range (the "
+                 "optimum may lie outside: widen the range), and why robust selection chose the config (notes). "
+                 "Reference rows, e.g. untuned defaults, are shown in the table above and tested against nothing.")
+
+
 def markdown(report: Report) -> str:
     lines = [f"# Family comparison: experiment `{report.experiment}`", ""]
     for group in report.groups:
@@ -493,6 +628,12 @@ def markdown(report: Report) -> str:
             lines += [pair_legend(group), "", pair_table(group).markdown()]
         else:
             lines += ["Fewer than two families to compare.", ""]
+        variance = variance_table(group)
+        if variance:
+            lines += ["### Seed variance and tuning variance", "", VARIANCE_LEGEND, "", variance.markdown()]
+        searches = search_table(group)
+        if searches:
+            lines += ["### The searches", "", SEARCH_LEGEND, "", searches.markdown()]
     if report.published:
         lines.append(reproduction_markdown(report.published))
     lines += ["", "Figures (forest plot of the pairwise differences, per-seed results, learning curves) are in "

@@ -22,8 +22,9 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from study.report import (ALPHA, PAIRWISE_FIELDS, PUBLISHED_LEGEND, Report, Table, TaskGroup, family_legend,
-                          family_table, pair_legend, pair_table, published_table)
+from study.report import (ALPHA, PAIRWISE_FIELDS, PUBLISHED_LEGEND, SEARCH_LEGEND, VARIANCE_LEGEND, Report, Table,
+                          TaskGroup, family_legend, family_table, pair_legend, pair_table, published_table,
+                          search_table, variance_table)
 
 
 def png(figure) -> bytes:
@@ -82,7 +83,8 @@ def seeds_figure(group: TaskGroup):
     axis.boxplot(boxes, positions=range(len(results)), widths=0.5, showfliers=False,
                  medianprops={"color": "grey"}, boxprops={"color": "lightgrey"},
                  whiskerprops={"color": "lightgrey"}, capprops={"color": "lightgrey"})
-    seeds = sorted(set().union(*entered))
+    # an arm pooling study seeds keys its seeds (study seed, seed); a single config's are plain seeds
+    seeds = sorted(set().union(*entered), key=lambda seed: seed if isinstance(seed, tuple) else (-1, seed))
     # Seed k sits at the same small offset in every family, so equal values (diverged seeds) stay apart.
     offset = {seed: 0.24 * (i / max(1, len(seeds) - 1) - 0.5) for i, seed in enumerate(seeds)}
     # One line per seed through the families that ran it: paired data look paired.
@@ -212,6 +214,25 @@ def _img(figures: dict[str, bytes], name: str, alt: str, caption: str) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
+def search_figures_html(group: TaskGroup) -> str:
+    """Each search's optimisation history and parameter importances (Optuna's figures, logged with the parent
+    run), side by side per family."""
+    parts = []
+    for result in group.results:
+        for search in result.searches:
+            images = {name: data for name, data in search.get("figures", {}).items()}
+            if images:
+                parts.append(f"<h4>{html.escape(result.family)}, study seed {html.escape(str(search['study_seed']))}"
+                             "</h4>" + "".join(_img(images, name, name, CAPTIONS.get(name, name)) for name in images))
+    return "\n".join(parts)
+
+
+CAPTIONS = {"search_history.png": "Optimisation history: every trial's value (ASHA-stopped trials at the best they "
+                                  "reached in their epochs) and the best so far.",
+            "search_importances.png": "Parameter importances (Optuna's fANOVA): how much of the value's variance "
+                                      "each searched parameter explains."}
+
+
 def render(report: Report, figures: dict[str, bytes]) -> str:
     """The whole page; `figures` from figures(report)."""
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -239,6 +260,13 @@ def render(report: Report, figures: dict[str, bytes]) -> str:
                            "difference.")]
         else:
             parts.append("<p>Fewer than two families to compare.</p>")
+        variance, searches = variance_table(group), search_table(group)
+        if variance:
+            parts += ["<h3>Seed variance and tuning variance</h3>",
+                      f'<p class="legend">{html.escape(VARIANCE_LEGEND)}</p>', table_html(variance, "variance")]
+        if searches:
+            parts += ["<h3>The searches</h3>", f'<p class="legend">{html.escape(SEARCH_LEGEND)}</p>',
+                      table_html(searches, "searches"), search_figures_html(group)]
         parts.append(_img(figures, _file_stem(report, group, "seeds"), "per-seed results",
                           "Every seed of every family; grey lines join the same seed (same splits and "
                           "initialisation) across families, so a paired difference shows as lines that all slope "

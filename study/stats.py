@@ -125,6 +125,11 @@ def resolve_failure_value(setting: str | float | None, finished: Iterable[float]
     return min(values) if higher_is_better else max(values)
 
 
+def _seed_key(seed):
+    """A seed as a key: an int (a seed read from a tag is a string), or a tuple such as (study seed, seed)."""
+    return seed if isinstance(seed, tuple) else int(seed)
+
+
 def with_failures(values: Mapping[int, float], failed: Iterable[int], failure_value: float) -> dict[int, float]:
     """Seed -> value for every seed, the failed (diverged) ones at `failure_value`; see FAILURE_RULE.
 
@@ -133,14 +138,14 @@ def with_failures(values: Mapping[int, float], failed: Iterable[int], failure_va
     failed instead) or a non-finite failure value (a NaN would silently drop the seed downstream)."""
     if not math.isfinite(failure_value):
         raise StudyError(f"the failure value must be a finite number, not {failure_value!r}")
-    failed = {int(seed) for seed in failed}
-    both = sorted(failed & {int(seed) for seed in values})
+    failed = {_seed_key(seed) for seed in failed}
+    both = sorted(failed & {_seed_key(seed) for seed in values})
     if both:
         raise StudyError(f"seed(s) {both} are both finished and failed; each seed is one or the other")
-    bad = sorted(int(seed) for seed, value in values.items() if not math.isfinite(value))
+    bad = sorted(_seed_key(seed) for seed, value in values.items() if not math.isfinite(value))
     if bad:
         raise StudyError(f"seed(s) {bad} finished with a non-finite value; list them as failed instead")
-    merged = {int(seed): float(value) for seed, value in values.items()}
+    merged = {_seed_key(seed): float(value) for seed, value in values.items()}
     merged.update({seed: float(failure_value) for seed in failed})
     return dict(sorted(merged.items()))
 

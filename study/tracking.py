@@ -36,6 +36,7 @@ def default_experiment(task: str) -> str:
     """One experiment per task unless told otherwise: digit-pairs for digit_pairs (as before tasks existed)."""
     return task.replace("_", "-")
 DEFAULT_STORE = Path("mlruns")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars in a report's output
 ROLE = "study.role"
 PARENT_TAG = "mlflow.parentRunId"
 # What an experiment is for, as MLflow 3 records it (the tag its UI's kind selector writes): ours are model
@@ -46,6 +47,7 @@ NOTE_TAG = "mlflow.note.content"  # a run's or experiment's description in the U
 EXPERIMENT_NOTE = ("Made by the study framework. Each parent run (filter `tags.study.role = 'parent'`) is one "
                    "(family, config) with its seeds' summary; its child runs are the seeds; a `report` run holds "
                    "the comparison report.")
+IDENTITY_TAGS = ("preset", "study_seed", "reference")  # tags that tell apart parent runs of the same config
 VERSIONED = ("torch", "torchvision", "ray", "optuna", "mlflow", "numpy")
 
 
@@ -124,27 +126,51 @@ class Tracker:
         return [run for run in runs if statuses is None or run.info.status in statuses]
 
     def parent_run(self, family: str, config: dict, preset: dict[str, str] | None = None,
-                   metrics: dict[str, str] | None = None) -> str:
-        """The parent run of (family, config[, preset]), created on first use. `preset` holds the tags of a
-        published-table preset: preset (its name), statistic, published_mean, published_std; `metrics` the names
-        of the task's metrics a report reads (primary_metric, objective)."""
-        digest = config_hash(config)
+                   metrics: dict[str, str] | None = None, labels: dict[str, str] | None = None) -> str:
+        """The parent run of (family, config[, preset][, labels]), created on first use. `preset` holds the tags
+        of a published-table preset: preset (its name), statistic, published_mean, published_std; `metrics` the
+        names of the task's metrics a report reads (primary_metric, objective); `labels` tags that are part of the
+        parent's identity (study_seed: the study that tuned it; reference: a reference row such as the untuned
+        defaults)."""
+        digest, identity = config_hash(config), {**({"preset": preset["preset"]} if preset else {}), **(labels or {})}
         query = f"tags.`{ROLE}` = 'parent' AND tags.config_hash = '{digest}' AND tags.family = '{family}'"
-        if preset:
-            query += f" AND tags.preset = '{preset['preset']}'"
-        found = [run for run in self.search(query) if preset or "preset" not in run.data.tags]
+        query += "".join(f" AND tags.{key} = '{value}'" for key, value in identity.items())
+        found = [run for run in self.search(query)
+                 if all(key in identity for key in IDENTITY_TAGS if key in run.data.tags)]
         if found:
             return found[0].info.run_id
-        name = preset["preset"].replace("/", "__") if preset else f"{family}__{digest}"
+        name = preset["preset"].replace("/", "__") if preset else \
+            f"{family}__{labels['reference'].replace(' ', '_')}" if labels and "reference" in labels else \
+            f"{family}__{digest}"
         run = self.client.create_run(self.experiment_id, run_name=name,
                                      tags={ROLE: "parent", "family": family, "config_hash": digest,
                                            "task": config.get("task", "digit_pairs"), **(metrics or {}),
-                                           **(preset or {})})
+                                           **(preset or {}), **(labels or {})})
         from mlflow.entities import Param
 
         params = [Param(k, str(v)) for k, v in sorted(config.items()) if k != "seed"]
         self.client.log_batch(run.info.run_id, params=params)
         return run.info.run_id
+
+    def log_search(self, parent_id: str, search: dict) -> None:
+        """What the search that chose a parent's config spent and found (study.tune.choose_and_record): compute as
+        metrics (search_trials, search_trial_epochs, search_trial_seconds, search_wall_seconds), boundary warnings
+        and robust selection's verdict as tags, best_config.yaml, selection.yaml and the search figures as artifacts
+        under search/."""
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"search_{name}", float(value), now, 0) for name, value in search["compute"].items()]
+        tags = {"search.boundary_warnings": "; ".join(search["boundary_warnings"]) or "none"}
+        selection = search.get("selection")
+        if selection:
+            tags["search.selection"] = selection["reason"][:5000]
+            tags["search.selection_candidates"] = json.dumps(
+                [{key: row[key] for key in ("trial_id", "search_value", "values", "mean")}
+                 for row in selection["candidates"]])[:5000]
+        self.client.log_batch(parent_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
+        for path in search["files"]:
+            self.client.log_artifact(parent_id, str(path), "search")
 
     def seed_runs(self, parent_id: str) -> list:
         return self.search(f"tags.`{PARENT_TAG}` = '{parent_id}' AND tags.`{ROLE}` = 'seed'")
@@ -228,6 +254,16 @@ class Tracker:
             self.client.log_artifact(run.info.run_id, str(path))
         self.end_run(run.info.run_id, "FINISHED")
         return run.info.run_id
+
+    def artifact_bytes(self, run_id: str, path: str) -> bytes | None:
+        """A run's artifact file, or None when it has none at `path`."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                return Path(self.client.download_artifacts(run_id, path, folder)).read_bytes()
+            except Exception:  # noqa: BLE001 - MlflowException or OSError: no such artifact
+                return None
 
     def histories(self, run_id: str, names: tuple[str, ...]) -> dict[str, list[tuple[int, float]]]:
         return {name: sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, name))

@@ -49,11 +49,15 @@ from study.ray_session import (check_reachable_from_every_node, connect_ray, cur
                                join_cluster_before_writing)
 from study.ray_snapshot import align_search_state_with_trials
 from study.rerun import run_reruns
+from study.search_diagnostics import SEARCH_FIGURES, write_search_figures
+from study.selection import SELECTION_FILE, SelectionPlan, select
 from study.space import SearchSpace, default_space_path, load_space
 from study.tracking import Tracker, default_experiment, resolve_tracking_uri
 
 EXPERIMENT = "search"
 TOP_SHOWN = 5
+DEFAULT_MAX_EPOCHS = 25  # a trial's epochs when neither --max-epochs nor the space file gives them
+CANDIDATES_KEPT = 10  # top full-budget trials kept in best_config.yaml for robust selection
 
 
 @dataclass(frozen=True)
@@ -248,12 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-failures", type=cli.non_negative_int, default=1,
                         help="retries of a trial that raises, before it counts as errored (default 1)")
     parser.add_argument("--no-rerun", action="store_true", help="stop after the search")
+    add_selection_flags(parser)
     cli.add_job_flags(parser)
     args, plugins = cli.parse_with_plugins(parser, argv)
 
     space = load_space(args.space or default_space_path(args.family, args.task), args.family, args.task)
     fixed_epochs = space.fixed.get("epochs")
-    max_epochs = args.max_epochs or fixed_epochs or 25
+    max_epochs = args.max_epochs or fixed_epochs or DEFAULT_MAX_EPOCHS
     budget = Budget(args.num_samples, max_epochs, args.grace_period or min(3, max_epochs),
                     args.max_concurrent, args.time_budget, args.cpus_per_trial, args.gpus_per_trial,
                     args.max_failures)
@@ -273,9 +278,37 @@ def main(argv: list[str] | None = None) -> int:
     else:
         search(args, space, budget, study_dir, task, plugins)
     if tracker is not None:
-        best = load_config_file(study_dir / "best_config.yaml", space.family, space.task)
-        run_reruns(best, args.seeds or 10, tracker, task, Compute.from_args(args, plugins))
+        compute = Compute.from_args(args, plugins)
+        chosen, record = choose_and_record(study_dir, space, SelectionPlan(args.select_top, args.select_seeds), task,
+                                           compute)
+        run_reruns(chosen, args.seeds or 10, tracker, task, compute, search=record)
     return 0
+
+
+def add_selection_flags(parser) -> None:
+    parser.add_argument("--select-top", type=cli.positive_int, default=3,
+                        help="robust selection: the best K trials of the search are trained again on "
+                             "--select-seeds more seeds before the reruns; the best mean validation score wins "
+                             "(default 3; 1 takes the search's best as it is)")
+    parser.add_argument("--select-seeds", type=cli.non_negative_int, default=3,
+                        help="extra validation seeds per robust-selection candidate (default 3; 0: off)")
+
+
+def choose_and_record(study_dir: Path, space: SearchSpace, plan: SelectionPlan, task, compute) -> tuple[dict, dict]:
+    """The config to rerun (robust selection's winner, or the search's best) and what the reruns' parent run
+    records of the search: its compute, boundary warnings, selection and figures (study.tracking.log_search)."""
+    best_file = study_dir / "best_config.yaml"
+    best, raw = load_config_file(best_file, space.family, space.task), read_yaml(best_file)
+    selection = select(study_dir, raw, plan, task, compute) if plan.active else {}
+    chosen = validate_config({**selection["config"], "task": space.task, "family": space.family}) \
+        if selection else best
+    if selection and selection["chosen"] != raw["trial_id"]:
+        for warning in space.boundary_warnings(chosen):
+            print(f"warning: {warning}")
+    files = [best_file, *(study_dir / name for name in (SELECTION_FILE, *SEARCH_FIGURES))]
+    return chosen, {"study_seed": int(raw["config"]["seed"]), "compute": raw.get("compute", {}),
+                    "boundary_warnings": space.boundary_warnings(chosen), "selection": selection,
+                    "files": [path for path in files if path.exists()]}
 
 
 def search(args, space: SearchSpace, budget: Budget, study_dir: Path, task, plugins: list[str]) -> None:
@@ -331,13 +364,20 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, task, plug
     if not summary["ranked"]:
         raise StudyError(f"no trial of {study_dir} finished without error; see {experiment}")
     best = summary["ranked"][0]
+    full_budget = [t for t in summary["ranked"] if t["full_budget"]]
     write_yaml(study_dir / "best_config.yaml", {
         "task": space.task, "family": space.family, "objective": objective.metric, objective.metric: best["value"],
-        "trial_id": best["trial_id"], "epochs_trained": best["epochs"],
+        "mode": objective.mode, "trial_id": best["trial_id"], "epochs_trained": best["epochs"],
         "config": validate_config(best["config"]), "space": str(space.path),
         "counts": {k: summary[k] for k in ("trials", "completed", "stopped_early", "diverged", "errored")},
+        "compute": search_compute(summary["saved_trials"], elapsed),
+        "boundary_warnings": space.boundary_warnings(best["config"]),
+        # what robust selection (study.selection) chooses from: the best trials that trained the full budget
+        "candidates": [{"trial_id": t["trial_id"], "value": t["value"], "config": validate_config(t["config"])}
+                       for t in full_budget[:CANDIDATES_KEPT]],
         "optuna_reconciled": reconciled,
         "wall_time_s": round(elapsed, 1)})
+    write_search_figures(study_dir, space.family, objective.metric)
 
     print(f"search finished in {elapsed:.0f} s")
     print_top(summary, space, objective)
@@ -345,6 +385,15 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, task, plug
         print(f"warning: {warning}")
     print(f"best config: {study_dir / 'best_config.yaml'}; Optuna study: {study_dir / 'optuna.journal'} "
           f"(optuna-dashboard {study_dir / 'optuna.journal'}); Ray results: {experiment}")
+
+
+def search_compute(trials, elapsed: float) -> dict:
+    """What the search spent: trials, trial-epochs, the trials' own training time (Ray's time_total_s) and the
+    wall time of the run that finished it (a resumed study: of the last run only)."""
+    return {"trials": len(trials),
+            "trial_epochs": int(sum(t.last_result.get("training_iteration", 0) for t in trials)),
+            "trial_seconds": round(float(sum(t.last_result.get("time_total_s", 0.0) for t in trials)), 1),
+            "wall_seconds": round(elapsed, 1)}
 
 
 @contextmanager

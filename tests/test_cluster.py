@@ -46,7 +46,7 @@ def run_study_and_reruns_on(address: str, tmp_path: Path, data_dir: Path, tracki
     study, storage = tmp_path / "study", tmp_path / "shared-storage"
     done = run_module("study.tune", "--family", "base", "--space", str(space), "--study-dir", str(study),
                       "--storage", str(storage), "--num-samples", str(num_samples), "--max-concurrent", "2",
-                      "--seeds", "2", "--address", address, "--tracking-uri", tracking_uri,
+                      "--seeds", "2", "--select-seeds", "1", "--address", address, "--tracking-uri", tracking_uri,
                       "--experiment", "cluster", "--data-dir", str(data_dir), "--device", "cpu",
                       env=LOOPBACK_ONLY if env is None else env, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -63,12 +63,6 @@ def run_study_and_reruns_on(address: str, tmp_path: Path, data_dir: Path, tracki
     assert parent.info.status == "FINISHED" and parent.data.metrics["n_seeds"] == 2
     assert sorted(c.data.tags["seed"] for c in children) == ["1", "2"]
     assert all(c.info.status == "FINISHED" and c.data.tags["ray_node"] for c in children)
-
-
-@pytest.mark.slow
-def test_a_study_and_its_reruns_run_across_two_nodes_into_an_mlflow_server(tmp_path, fake_mnist_dir,
-                                                                           two_node_cluster, mlflow_server):
-    run_study_and_reruns_on(two_node_cluster, tmp_path, fake_mnist_dir, mlflow_server, num_samples=4)
 
 
 @pytest.mark.slow

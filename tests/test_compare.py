@@ -4,36 +4,68 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import TINY_SPACE, run_module
+from study.files import read_yaml
+from study.selection import selection_seeds
 
 
 @pytest.mark.slow
-def test_a_tiny_comparison_of_two_families_searches_reruns_and_reports_then_resumes_as_done(tmp_path,
-                                                                                           fake_mnist_dir):
+def test_a_tiny_comparison_searches_selects_reruns_and_reports_then_resumes_as_done(tmp_path, fake_mnist_dir):
+    """Two families, two study seeds each, robust selection of both trials on 2 extra seeds, 3 paired rerun seeds,
+    the untuned defaults as reference rows; then the same command again finds everything done."""
     spaces = tmp_path / "spaces"
     spaces.mkdir()
     for family in ("base", "sep"):
         (spaces / f"{family}.yaml").write_text(TINY_SPACE.replace("family: base", f"family: {family}"))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = tmp_path / "out"
     args = ["--families", "base,sep", "--spaces", str(spaces), "--num-samples", "2", "--seeds", "3",
-            "--data-dir", str(fake_mnist_dir), "--device", "cpu", "--tracking-uri", uri, "--out", str(tmp_path / "out")]
-    done = run_module("study.compare", *args, timeout=600)
+            "--study-seeds", "2", "--select-top", "2", "--select-seeds", "2", "--data-dir", str(fake_mnist_dir),
+            "--device", "cpu", "--tracking-uri", uri, "--out", str(out)]
+    done = run_module("study.compare", *args, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "[1/2] base" in done.stdout and "[2/2] sep" in done.stdout
     for family in ("base", "sep"):
-        assert (tmp_path / "out" / "search" / family / "best_config.yaml").exists()
-    assert (tmp_path / "out" / "report" / "report.md").exists()
+        for study_seed in (0, 1):
+            study = out / "search" / family / f"seed{study_seed}"
+            best = read_yaml(study / "best_config.yaml")
+            assert best["config"]["seed"] == study_seed and best["compute"]["trials"] == 2
+            assert best["compute"]["trial_epochs"] == 4  # 2 trials of 2 epochs: the grace period is the budget
+            selection = read_yaml(study / "selection.yaml")
+            assert selection["seeds"] == selection_seeds(study_seed, 2)
+            assert len(selection["candidates"]) == 2 and all(len(c["values"]) == 2 for c in selection["candidates"])
+            winner = max(selection["candidates"], key=lambda c: c["mean"])
+            assert selection["chosen"] == winner["trial_id"] and selection["config"] == winner["config"]
+            assert (study / "search_history.png").exists()
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("compare-base-sep").experiment_id
-    seeds = client.search_runs([experiment], "tags.`study.role` = 'seed'")
-    by_family = {family: sorted(int(r.data.tags["seed"]) for r in seeds if r.data.tags["family"] == family)
-                 for family in ("base", "sep")}
-    assert by_family == {"base": [1, 2, 3], "sep": [1, 2, 3]}  # the same seeds: paired differences
+    parents = client.search_runs([experiment], "tags.`study.role` = 'parent'")
+    tuned = {(r.data.tags["family"], r.data.tags["study_seed"]) for r in parents if "reference" not in r.data.tags}
+    assert tuned == {("base", "0"), ("base", "1"), ("sep", "0"), ("sep", "1")}
+    references = [r for r in parents if r.data.tags.get("reference") == "untuned defaults"]
+    assert sorted(r.data.tags["family"] for r in references) == ["base", "sep"]
+    for parent in parents:
+        seeds = sorted(int(r.data.tags["seed"]) for r in client.search_runs(
+            [experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"))
+        # the same seeds for every family of a study seed (skipping the study seed): paired differences
+        assert seeds == ([2, 3, 4] if parent.data.tags.get("study_seed") == "1" else [1, 2, 3])
+        if "reference" not in parent.data.tags:
+            assert parent.data.metrics["search_trials"] == 2 and "search.selection" in parent.data.tags
 
-    again = run_module("study.compare", *args, timeout=600)  # finished: nothing is searched or trained again
+    report = (out / "report" / "report.md").read_text()
+    assert "### Seed variance and tuning variance" in report and "### The searches" in report
+    assert "base (untuned defaults)" in report and "a reference row (untuned defaults)" in report
+    pairwise = (out / "report" / "pairwise.csv").read_text().splitlines()
+    assert len(pairwise) == 2 and ",study seeds" in pairwise[1]  # one pair, its unit a tuning (study seed)
+    assert "search_importances.png" in (out / "report" / "report.html").read_text() or \
+        "Optimisation history" in (out / "report" / "report.html").read_text()
+
+    n_seed_runs = len(client.search_runs([experiment], "tags.`study.role` = 'seed'"))
+    assert n_seed_runs == 4 * 3 + 2 * 3
+    again = run_module("study.compare", *args, timeout=900)  # finished: nothing is searched or trained again
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("is finished") == 2 and "0 of 3 seeds" not in again.stdout
-    assert len(client.search_runs([experiment], "tags.`study.role` = 'seed'")) == 6
+    assert again.stdout.count("is finished") == 4 and "robust selection: the top" not in again.stdout
+    assert len(client.search_runs([experiment], "tags.`study.role` = 'seed'")) == n_seed_runs
 
 
 @pytest.mark.parametrize("families, culprit", [("base", "give two or more different families"),

@@ -196,7 +196,7 @@ def test_soak_a_hundred_trials_with_faults_a_kill_and_a_resume_account_exactly(t
     study, uri = tmp_path / "study", f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["--family", "base", "--space", str(space), "--study-dir", str(study), "--data-dir", str(fake_mnist_dir),
             "--device", "cpu", "--num-samples", "100", "--max-concurrent", "2", "--max-failures", "1",
-            "--seeds", "3", "--tracking-uri", uri]
+            "--seeds", "3", "--select-top", "1", "--tracking-uri", uri]  # robust selection: test_compare
     faults = {"STUDY_INJECT_FAULTS": "0.1"}
     first = start_in_own_group("study.tune", *args, env=faults)
     wait_for(lambda: len(trial_dirs(study)) >= 30, seconds=600)
