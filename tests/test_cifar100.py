@@ -333,3 +333,18 @@ def test_rerun_of_the_preset_needs_the_data_and_says_so_in_one_line(tmp_path):
     done = run_module("study.rerun", "--preset", "cifar100_sharing", "--data-dir", str(tmp_path / "none"),
                       "--tracking-uri", f"sqlite:///{tmp_path / 'x.db'}")
     assert done.returncode == 2 and "data dir" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_the_epoch_benchmark_runs(tmp_path):
+    """benchmarks/cifar100_epoch.py --quick on CPU, so the script that times the families cannot rot."""
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "cifar100_epoch.py"), "--quick", "--threads", "1",
+                           "--families", "shared_reuse_fine"], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split() for line in done.stdout.splitlines() if line.split()[:1] == ["shared_reuse_fine"]]
+    assert len(rows) == 1 and float(rows[0][4]) > 0  # seconds per training batch, wall clock
