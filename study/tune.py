@@ -25,7 +25,6 @@ belong together.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import sys
@@ -42,43 +41,21 @@ from study.config import validate_config
 from study.config_files import default_study_dir, load_config_file
 from study.console import SearchConsole, ray_verbosity, trial_console
 from study.errors import Interrupted, StudyError
-from study.faults import inject_fault
 from study.files import read_yaml, write_yaml
 from study.interruptions import settle_what_interruptions_left
-from study.ray_session import (check_reachable_from_every_node, connect_ray, current_node,
-                               join_cluster_before_writing)
+from study.ray_session import check_reachable_from_every_node, connect_ray, join_cluster_before_writing
 from study.ray_snapshot import align_search_state_with_trials
 from study.rerun import run_reruns
 from study.search_diagnostics import SEARCH_FIGURES, write_search_figures
 from study.selection import SELECTION_FILE, SelectionPlan, select
 from study.space import SearchSpace, default_space_path, load_space
 from study.tracking import Tracker, default_experiment, resolve_tracking_uri
+from study.trial import Objective, run_trial  # what runs in a trial's worker, kept light to import
 
 EXPERIMENT = "search"
 TOP_SHOWN = 5
 DEFAULT_MAX_EPOCHS = 25  # a trial's epochs when neither --max-epochs nor the space file gives them
 CANDIDATES_KEPT = 10  # top full-budget trials kept in best_config.yaml for robust selection
-
-
-@dataclass(frozen=True)
-class Objective:
-    """What ASHA and Optuna optimise: the running best of the task's validation objective over a trial's epochs
-    (digit_pairs: val/acc_best, the best validation accuracy so far, maximised)."""
-
-    metric: str
-    mode: str
-
-    @classmethod
-    def of(cls, spec) -> "Objective":
-        return cls(f"{spec.objective}_best", spec.mode)
-
-    @property
-    def worst(self) -> float:
-        """What a diverged trial reports: no trial can be worse."""
-        return 0.0 if self.mode == "max" else math.inf
-
-    def better(self, a: float, b: float) -> float:
-        return max(a, b) if self.mode == "max" else min(a, b)
 
 
 @dataclass(frozen=True)
@@ -109,38 +86,6 @@ def study_settings(space: SearchSpace, budget: Budget, seed: int, storage: str |
             "grace_period": budget.grace_period, "storage": storage}
 
 
-# --- what runs inside a Ray trial ----------------------------------------------------------------------------
-
-def run_trial(config: dict, data, objective: Objective, threads: int, device: str | None) -> None:
-    """A Ray Tune function trainable: fit() with one `ray.tune.report` per epoch, plus the running best of the
-    objective.
-
-    A trial whose loss turns NaN or infinite ends at once with one last report, `diverged: 1` and the worst value
-    (e.g. val/acc_best = 0) for ASHA and Optuna; it is counted as failed and never chosen as best. Any other
-    exception fails the trial, which Ray retries up to --max-failures times before it counts as errored.
-    """
-    import torch
-    from ray import tune
-
-    from study.train import NonFiniteLoss, fit
-
-    inject_fault(config)
-    torch.set_num_threads(threads)
-    best = None
-    node = current_node()[:12]  # which cluster node ran the trial, kept in its results
-
-    def report(metrics: dict) -> None:
-        nonlocal best
-        value = metrics[data.spec.objective]
-        best = value if best is None else objective.better(best, value)
-        tune.report({**metrics, objective.metric: best, "node": node, "diverged": 0})
-
-    try:
-        fit(config, data, report=report, device=device)
-    except NonFiniteLoss:
-        tune.report({objective.metric: objective.worst, "node": node, "diverged": 1})
-
-
 # --- the driver ----------------------------------------------------------------------------------------------
 
 def trial_name(trial) -> str:
@@ -159,26 +104,35 @@ def storage_root(storage: str | None, study_dir: Path) -> str:
 
 
 def make_tuner(space: SearchSpace, budget: Budget, objective: Objective, seed: int, trainable, study_dir: Path,
-               storage: str, filesystem, console: SearchConsole | None = None, verbose: bool = False):
+               storage: str, filesystem, sampler: str = "tpe", scheduler: str = "asha", stop=None,
+               console: SearchConsole | None = None, verbose: bool = False):
+    """The study's Tuner. `sampler`: Optuna's "tpe" (the default) or "random"; `scheduler`: "asha" (early stopping,
+    the default) or "none" (every trial trains max_epochs); benchmarks/search_efficiency.py compares the four.
+    `stop`: a Ray Tune stopper, e.g. a budget in trial-epochs."""
     import optuna
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
     from study.searcher import ResumableOptunaSearch, optuna_journal
 
+    samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
     searcher = ResumableOptunaSearch(space=space.define_by_run(), metric=objective.metric, mode=objective.mode,
-                                     sampler=optuna.samplers.TPESampler(seed=seed),
+                                     sampler=samplers[sampler](seed=seed),
                                      study_name=space.family, storage=optuna_journal(study_dir))
-    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=budget.max_epochs,
-                              grace_period=budget.grace_period, reduction_factor=3)
+    schedulers = {"asha": lambda: ASHAScheduler(time_attr="training_iteration", max_t=budget.max_epochs,
+                                                grace_period=budget.grace_period, reduction_factor=3),
+                  "none": FIFOScheduler}
     return tune.Tuner(
         trainable,
+        # reuse_actors: a finished trial's worker process runs the next trial (no new process, imports and torch
+        # start-up per trial); run_trial keeps no state between trials
         tune_config=tune.TuneConfig(metric=objective.metric, mode=objective.mode, num_samples=budget.num_samples,
                                     search_alg=ConcurrencyLimiter(searcher, max_concurrent=budget.max_concurrent),
-                                    scheduler=scheduler, time_budget_s=budget.time_budget,
+                                    scheduler=schedulers[scheduler](), time_budget_s=budget.time_budget,
+                                    reuse_actors=True,
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_name),
-        run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage,
+        run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage, stop=stop,
                                   storage_filesystem=filesystem,
                                   failure_config=tune.FailureConfig(max_failures=budget.max_failures),
                                   **console_settings(console, verbose)),
