@@ -4,9 +4,10 @@
     python -m study.rerun --family base --config studies/base/best_config.yaml --epochs 30
     python -m study.rerun --task arrays --data mnist.npz --family split_heads --seeds 10
 
-Without --config the family's tuned best config (studies/<family>/best_config.yaml, or --study-dir) is used,
-else its search-space defaults. Each seed draws new train/val/test splits and a new initialisation; the rerun
-seeds are 1, 2, ... skipping the seed the config was tuned with. Seeds already FINISHED in MLflow for the same
+Without --config the family's tuned config is used (studies/<family>/, or --study-dir: robust selection's choice in
+selection.yaml, else the search's best in best_config.yaml), else its search-space defaults. Each seed draws new
+train/val/test splits and a new initialisation; the rerun seeds are 1, 2, ... skipping the seed the config was
+tuned with. Seeds already FINISHED in MLflow for the same
 config are skipped, so an interrupted rerun completes only the missing seeds when run again. A seed that diverged
 (NaN loss) is done too: a failure of the config, counted in the summary at the failure value (chance level), not
 retried unless --retry-diverged is given.

@@ -97,7 +97,7 @@ def select(study_dir: Path, best: dict, plan: SelectionPlan, task, compute) -> d
                      "config": candidate["config"]})
     winner, reason = choose(rows, mode)
     record = {"objective": best["objective"], "mode": mode, "top": plan.top, "seeds": seeds, "candidates": rows,
-              "chosen": winner["trial_id"], "reason": reason, "config": winner["config"]}
+              "chosen": winner["trial_id"], "reason": reason, "config": dict(winner["config"])}  # no YAML alias
     write_yaml(path, record)
     for row in rows:
         mark = "*" if row is winner else " "
