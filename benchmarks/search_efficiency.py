@@ -1,0 +1,246 @@
+"""Benchmark: does TPE + ASHA find better configs than random search, or than no early stopping, for the same compute?
+
+    python benchmarks/search_efficiency.py --data-dir ../shared/data --set n_train=500 --set n_val=500 \\
+        --max-epochs 6 --grace-period 2 --budget 72        # as measured for the README (~1 h on 2 loaded cores)
+    python benchmarks/search_efficiency.py --families base --study-seeds 2 --budget 12 \\
+        --max-epochs 2 --grace-period 1 --space base=tiny.yaml --out /tmp/eff             # a smoke test
+
+Four strategies, each run through study.tune's own make_tuner and run_trial (one Ray session for all):
+    tpe+asha     Optuna TPE sampler, ASHA early stopping (study.tune's default)
+    random+asha  Optuna random sampler, ASHA
+    tpe          TPE, every trial trains --max-epochs
+    random       random sampler alone
+Equal compute: every study gets --budget trial-epochs (one epoch of one trial = 1). The strategies without early
+stopping get --budget / --max-epochs trials; the ASHA ones get as many trials as the budget allows; every study
+stops when its budget is spent. Each (family, strategy) runs once per study seed (0, 1, ...): the seed draws the
+study's splits and seeds its sampler, the same for every strategy.
+
+Per study: the best validation objective (digit_pairs: val/acc) reached by any trial-epoch when 25/50/75/100% of
+the budget is spent, and the test metric (digit_pairs: test/acc at the final epoch) of the config the study chooses
+(study.tune's rule: the best of the trials that trained the full --max-epochs), retrained once on the study's
+own splits and seed with test evaluation (study.rerun.train_seed). Written to --out: search_efficiency.md (mean ±
+std over study seeds), search_efficiency.csv (one row per study), search_efficiency.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file from anywhere: import `study`
+
+from ray.tune import Stopper  # noqa: E402
+
+from study.cli import parse_overrides  # noqa: E402
+
+STRATEGIES = {"tpe+asha": ("tpe", "asha"), "random+asha": ("random", "asha"), "tpe": ("tpe", "none"),
+              "random": ("random", "none")}
+FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+
+
+class TrialEpochBudget(Stopper):
+    """Stops the whole study once `budget` trial-epochs have been reported (with `stops`; without it, the trial
+    count spends the budget exactly and the last trial must finish to be chosen); keeps the running best of the
+    objective after each trial-epoch, in the order they arrived (the study's anytime curve)."""
+
+    def __init__(self, budget: int, metric: str, mode: str, stops: bool = True):
+        self.budget, self.metric, self.sign, self.stops = budget, metric, 1 if mode == "max" else -1, stops
+        self.curve: list[float] = []
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        if len(self.curve) < self.budget and self.metric in result and not result.get("diverged"):
+            value = result[self.metric]
+            self.curve.append(value if not self.curve else self.sign * max(self.sign * value,
+                                                                           self.sign * self.curve[-1]))
+        elif len(self.curve) < self.budget:  # a diverged trial's epoch is spent too
+            self.curve.append(self.curve[-1] if self.curve else float("nan"))
+        return False
+
+    def stop_all(self) -> bool:
+        return self.stops and len(self.curve) >= self.budget
+
+    def best_at(self, fraction: float) -> float:
+        spent = self.curve[:max(1, round(fraction * self.budget))]
+        return spent[-1] if spent else float("nan")
+
+
+def run_study(family: str, space, strategy: str, study_seed: int, args, task, root: Path) -> dict:
+    """One search with `strategy`; returns its curve, trial count and chosen config."""
+    from ray import tune as ray_tune
+
+    from study.atomic_storage import storage_filesystem
+    from study.config import validate_config
+    from study.space import SearchSpace
+    from study.tune import EXPERIMENT, Budget, Objective, make_tuner, run_trial, storage_root, summarise
+
+    fixed = task.with_settings({**space.fixed, **args.settings, "epochs": args.max_epochs, "seed": study_seed})
+    space = SearchSpace(space.path, family, space.params, fixed, space.task)
+    data = task.draw(study_seed, validate_config(space.defaults())).without_test()
+    objective = Objective.of(data.spec)
+    sampler, scheduler = STRATEGIES[strategy]
+    trials = args.budget // args.max_epochs if scheduler == "none" else args.budget  # ASHA: the budget stops it
+    budget = Budget(max(1, trials), args.max_epochs, args.grace_period, args.max_concurrent, None, 1.0, 0.0, 0)
+    study_dir = root / family / strategy / f"seed{study_seed}"
+    study_dir.mkdir(parents=True)
+    storage = storage_root(None, study_dir)
+    trainable = ray_tune.with_resources(
+        ray_tune.with_parameters(run_trial, data=data, objective=objective, threads=1, device="cpu"), {"cpu": 1})
+    stopper = TrialEpochBudget(args.budget, objective.metric, objective.mode, stops=scheduler == "asha")
+    start = time.perf_counter()
+    make_tuner(space, budget, objective, study_seed, trainable, study_dir, storage, storage_filesystem(storage),
+               sampler=sampler, scheduler=scheduler, stop=stopper).fit()
+    wall = time.perf_counter() - start
+    summary = summarise(f"{storage}/{EXPERIMENT}", budget, objective)
+    chosen = summary["ranked"][0] if summary["ranked"] else None
+    print(f"  {family:8s} {strategy:11s} seed {study_seed}: {summary['trials']:3d} trials, {len(stopper.curve)} "
+          f"trial-epochs, best {objective.metric} {stopper.best_at(1.0):.4f}, chosen "
+          f"{chosen['value'] if chosen else float('nan'):.4f} ({chosen['epochs'] if chosen else 0} epochs), "
+          f"{wall:.0f} s", flush=True)
+    return {"family": family, "strategy": strategy, "study_seed": study_seed, "trials": summary["trials"],
+            "trial_epochs": len(stopper.curve), "objective": objective.metric,
+            **{f"best_val_at_{round(f * 100)}%": stopper.best_at(f) for f in FRACTIONS},
+            "chosen_val": chosen["value"] if chosen else float("nan"),
+            "chosen_config": validate_config(chosen["config"]) if chosen else None, "search_s": round(wall, 1)}
+
+
+def retrain_chosen(row: dict, task_ref, task):
+    """Start training the study's chosen config once more on the study's splits and seed, test split evaluated (as
+    a rerun does), as a Ray task; returns a function that waits for it and puts its test metric in `row`."""
+    import ray
+
+    from study.rerun import seed_summary_names, train_seed
+
+    if row["chosen_config"] is None:
+        return lambda: None
+    ref = ray.remote(train_seed).options(num_cpus=1).remote(row["chosen_config"], task_ref, 1, "cpu")
+    primary, at_best, _ = seed_summary_names(task.spec_for(row["chosen_config"]))
+
+    def collect() -> None:
+        _, summary, _ = ray.get(ref)
+        row["test_metric"], row["test"], row["test_at_best_val"] = primary, summary[primary], summary[at_best]
+    return collect
+
+
+def mean_std(values: list[float]) -> str:
+    values = [v for v in values if v == v]  # NaN: a study that chose nothing
+    if not values:
+        return "n/a"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {std:.4f}"
+
+
+def write_outputs(rows: list[dict], args, out: Path, seconds: float) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    columns = ["family", "strategy", "study_seed", "trials", "trial_epochs",
+               *(f"best_val_at_{round(f * 100)}%" for f in FRACTIONS), "chosen_val", "test", "test_at_best_val",
+               "search_s"]
+    with open(out / "search_efficiency.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+    objective, test = rows[0]["objective"].removesuffix("_best"), rows[0].get("test_metric", "test")
+    seeds = len({row["study_seed"] for row in rows})
+    settings = "".join(f", {key}={value}" for key, value in args.settings.items())
+    lines = [f"Budget {args.budget} trial-epochs per study (trials of at most {args.max_epochs} epochs, ASHA grace "
+             f"{args.grace_period}, reduction factor 3, {args.max_concurrent} trials at once{settings}), mean ± std over "
+             f"{seeds} study seeds. best {objective} at x%: the best validation value of any trial-epoch once x% of "
+             f"the budget is spent. {test}: the chosen config (best full-budget trial) retrained once on the "
+             f"study's splits, final epoch.", "",
+             "| family | strategy | trials | " + " | ".join(f"best {objective} at {round(f * 100)}%"
+                                                        for f in FRACTIONS) + f" | {test} of chosen config |",
+             "|---|---|---:|" + "---:|" * (len(FRACTIONS) + 1)]
+    for family in dict.fromkeys(row["family"] for row in rows):
+        for strategy in dict.fromkeys(row["strategy"] for row in rows):
+            group = [row for row in rows if row["family"] == family and row["strategy"] == strategy]
+            if not group:
+                continue
+            trials = statistics.mean(row["trials"] for row in group)
+            cells = [mean_std([row[f"best_val_at_{round(f * 100)}%"] for row in group]) for f in FRACTIONS]
+            lines.append(f"| {family} | {strategy} | {trials:.1f} | " + " | ".join(cells) +
+                         f" | {mean_std([row.get('test', float('nan')) for row in group])} |")
+    lines += ["", f"Whole benchmark: {seconds / 60:.1f} min wall."]
+    table = "\n".join(lines) + "\n"
+    (out / "search_efficiency.md").write_text(table)
+    plot(rows, out / "search_efficiency.png", objective)
+    return table
+
+
+def plot(rows: list[dict], path: Path, objective: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    families = list(dict.fromkeys(row["family"] for row in rows))
+    fig, axes = plt.subplots(1, len(families), figsize=(4.5 * len(families), 3.5), squeeze=False)
+    x = [round(f * 100) for f in FRACTIONS]
+    for ax, family in zip(axes[0], families):
+        for strategy in dict.fromkeys(row["strategy"] for row in rows):
+            group = [row for row in rows if row["family"] == family and row["strategy"] == strategy]
+            means = [statistics.mean(row[f"best_val_at_{p}%"] for row in group) for p in x]
+            ax.plot(x, means, marker="o", label=strategy)
+        ax.set(title=family, xlabel="% of trial-epoch budget spent", ylabel=f"best {objective} (mean)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--families", nargs="+", default=["base", "sep_aux"])
+    parser.add_argument("--strategies", nargs="+", choices=list(STRATEGIES), default=list(STRATEGIES))
+    parser.add_argument("--study-seeds", type=int, default=5, help="study seeds 0..n-1 (default 5)")
+    parser.add_argument("--budget", type=int, default=150, help="trial-epochs per study (default 150)")
+    parser.add_argument("--max-epochs", type=int, default=15, help="epochs of a trial never stopped (default 15)")
+    parser.add_argument("--grace-period", type=int, default=3, help="ASHA's first rung (default 3)")
+    parser.add_argument("--max-concurrent", type=int, default=2)
+    parser.add_argument("--data-dir")
+    parser.add_argument("--space", action="append", default=[], metavar="FAMILY=PATH",
+                        help="a family's search-space YAML (default search_spaces/digit_pairs/<family>.yaml)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a fixed setting of every study, e.g. n_train=500 (default: the space file's)")
+    parser.add_argument("--out", default="benchmarks/results", help="folder for the .md, .csv and .png")
+    args = parser.parse_args(argv)
+    args.settings = parse_overrides(args.set)
+    if args.grace_period > args.max_epochs or args.budget < args.max_epochs:
+        parser.error("need --grace-period <= --max-epochs <= --budget")
+
+    import optuna
+
+    from study.ray_session import connect_ray
+    from study.space import default_space_path, load_space
+    from study.tasks import open_task
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    paths = dict(item.split("=", 1) for item in args.space)
+    spaces = {family: load_space(paths.get(family) or default_space_path(family), family) for family in args.families}
+    task = open_task("digit_pairs", args.data_dir)
+    connect_ray(None)  # one Ray session for every study
+    import ray
+
+    task_ref = ray.put(task)
+    start = time.perf_counter()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="search_efficiency-") as tmp:
+        for study_seed in range(args.study_seeds):  # seed by seed: the tables after each seed hold whole seeds
+            collects = []
+            for family in args.families:
+                for strategy in args.strategies:
+                    rows.append(run_study(family, spaces[family], strategy, study_seed, args, task, Path(tmp)))
+                    collects.append(retrain_chosen(rows[-1], task_ref, task))  # runs beside the next study
+            for collect in collects:
+                collect()
+            table = write_outputs(rows, args, Path(args.out), time.perf_counter() - start)
+    print("\n" + table + f"written to {Path(args.out) / 'search_efficiency.md'}, .csv, .png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The benchmarks of issue 14 run with tiny settings on synthetic MNIST and print the numbers they exist for, so they
+cannot rot (gpu_check.py --quick runs in tests/test_cuda.py, cifar100_epoch.py in tests/test_cifar100.py). Nothing
+here checks a timing: only that each number is printed and that the numbers agree with each other (a ratio is its
+two times divided)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO, TINY_SPACE
+
+SMALL = ["n_train=100", "n_val=60", "n_test=40", "c=4", "f=8", "h=8", "batch_size=25"]
+NUMBER = r"([0-9]+(?:\.[0-9]+)?)"
+
+
+def run_benchmark(script: str, *args: str, timeout: float = 600) -> str:
+    """Run benchmarks/<script> as a user would (one torch thread: the tests share the machine); its stdout."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def numbers(pattern: str, text: str) -> list[float]:
+    match = re.search(pattern, text)
+    assert match, f"{pattern!r} not in the output:\n{text[-3000:]}"
+    return [float(group) for group in match.groups()]
+
+
+@pytest.fixture
+def tiny_space(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(TINY_SPACE)
+    return path
+
+
+def test_fit_vs_plain_loop_prints_both_epoch_times_and_their_ratio(fake_mnist_dir):
+    out = run_benchmark("fit_vs_plain_loop.py", "--data-dir", str(fake_mnist_dir), "--repeats", "1", *SMALL)
+    assert "100 train pairs, batch 25" in out and "median of 3 epochs each" in out
+    plain, fitted, ratio = numbers(rf"plain loop: {NUMBER} ms/epoch +fit: {NUMBER} ms/epoch +ratio fit/plain = "
+                                   rf"{NUMBER}", out)
+    assert plain > 0 and fitted > 0
+    assert ratio == pytest.approx(fitted / plain, abs=0.01 + 0.01 * ratio)  # ms are printed rounded
+
+
+@pytest.mark.slow  # starts Ray
+def test_rerun_seeds_prints_each_way_and_its_speed_up(fake_mnist_dir):
+    out = run_benchmark("rerun_seeds.py", "--data-dir", str(fake_mnist_dir), "--seeds", "2", "--epochs", "1",
+                        "--device", "cpu", *SMALL)
+    assert "K=2 seeds x 1 epochs, device cpu" in out
+    sequential = None
+    for way in ("sequential", r"parallel \(Ray tasks\)", r"batched \(vmap\)"):
+        seconds, speed_up = numbers(rf"{way} +{NUMBER} s +speed-up over sequential +{NUMBER}x", out)
+        sequential = sequential or seconds
+        # seconds are printed to 0.1 s, speed-ups to 0.01: the ratio of the printed times, within that rounding
+        low, high = (sequential - 0.05) / (seconds + 0.05), (sequential + 0.05) / max(seconds - 0.05, 1e-9)
+        assert low - 0.005 <= speed_up <= high + 0.005, (way, seconds, speed_up)
+
+
+@pytest.mark.slow
+def test_search_overhead_prints_the_search_and_rerun_wall_against_their_ideal(fake_mnist_dir, tiny_space):
+    out = run_benchmark("search_overhead.py", "--family", "base", "--space", str(tiny_space), "--data-dir",
+                        str(fake_mnist_dir), "--num-samples", "3", "--seeds", "2", "--rerun-epochs", "1")
+    trials, epochs = numbers(rf"search overhead: family base, {NUMBER} trials, {NUMBER} trial-epochs, 2 at once", out)
+    assert trials == 3 and 3 <= epochs <= 6  # 2-epoch trials, ASHA may stop one after its first
+    wall, own, ideal, ratio = numbers(rf"search: wall {NUMBER} s, trials' own time {NUMBER} s, ideal {NUMBER} s, "
+                                      rf"wall/ideal = {NUMBER}", out)
+    assert 0 < own and ideal == pytest.approx(own / 2, abs=0.1) and ratio == pytest.approx(wall / ideal, rel=0.05)
+    wall, own, ideal, ratio = numbers(rf"reruns: 2 seeds x 1 epochs, 2 at once: wall {NUMBER} s, seeds' own time "
+                                      rf"{NUMBER} s, ideal {NUMBER} s, wall/ideal = {NUMBER}", out)
+    assert 0 < own and ideal == pytest.approx(own / 2, abs=0.1) and ratio == pytest.approx(wall / ideal, rel=0.05)
+
+
+@pytest.mark.slow
+def test_search_efficiency_spends_equal_trial_epochs_and_writes_its_table(fake_mnist_dir, tiny_space, tmp_path):
+    out_dir = tmp_path / "out"
+    out = run_benchmark("search_efficiency.py", "--families", "base", "--space", f"base={tiny_space}",
+                        "--data-dir", str(fake_mnist_dir), "--strategies", "tpe+asha", "random",
+                        "--study-seeds", "1", "--budget", "4", "--max-epochs", "2", "--grace-period", "1",
+                        "--out", str(out_dir))
+    rows = list(csv.DictReader((out_dir / "search_efficiency.csv").open()))
+    assert sorted((row["strategy"], row["study_seed"]) for row in rows) == [("random", "0"), ("tpe+asha", "0")]
+    for row in rows:
+        assert int(row["trial_epochs"]) == 4  # the budget, spent exactly by every strategy
+        curve = [float(row[f"best_val_at_{p}%"]) for p in (25, 50, 75, 100)]
+        assert curve == sorted(curve) and 0 < curve[-1] <= 1  # the best so far never drops
+        assert 0 < float(row["chosen_val"]) <= 1 and 0 <= float(row["test"]) <= 1
+        # no early stopping: budget / max epochs trials; ASHA: trials of 1 or 2 epochs until the budget is spent
+        assert int(row["trials"]) == 2 if row["strategy"] == "random" else 2 <= int(row["trials"]) <= 4
+    table = (out_dir / "search_efficiency.md").read_text()
+    assert "| base | tpe+asha | " in table and "| base | random | 2.0 | " in table and table in out
+    assert "test/acc of chosen config" in table and " ± " in table
+    assert (out_dir / "search_efficiency.png").read_bytes()[:4] == b"\x89PNG"
