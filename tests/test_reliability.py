@@ -212,6 +212,10 @@ def test_soak_a_hundred_trials_with_faults_a_kill_and_a_resume_account_exactly(t
     # A kill during Ray's copy of its files to storage used to leave some truncated (an empty params.json)
     configs = {d.name[len("trial_"):]: json.loads((d / "params.json").read_text()) for d in trial_dirs(study)}
     for trial in trial_dirs(study):
+        if not (trial / "result.json").exists() and faulty(configs[trial.name[len("trial_"):]], 0.1):
+            # a faulty trial raises before its first result; since trials reuse actors, Ray's storage can be left
+            # without its (empty) result.json: seen here, nothing of the trial is lost
+            continue
         assert all(json.loads(line) for line in (trial / "result.json").read_text().splitlines()), trial
     assert not list(study.rglob(".*.partial"))
     faulty_trials = {trial for trial, config in configs.items() if faulty(config, 0.1)}
