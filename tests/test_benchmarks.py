@@ -98,3 +98,16 @@ def test_search_efficiency_spends_equal_trial_epochs_and_writes_its_table(fake_m
     assert "| base | tpe+asha | " in table and "| base | random | 2.0 | " in table and table in out
     assert "test/acc of chosen config" in table and " ± " in table
     assert (out_dir / "search_efficiency.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_robust_selection_prints_test_accuracy_with_and_without_selection(fake_mnist_dir, tiny_space, tmp_path):
+    out = run_benchmark("robust_selection.py", "--family", "base", "--space", str(tiny_space), "--data-dir",
+                        str(fake_mnist_dir), "--study-seeds", "1", "--num-samples", "2", "--seeds", "2",
+                        "--select-top", "2", "--select-seeds", "1", "--out", str(tmp_path / "studies"))
+    assert "| study seed | selection chose | without selection | with selection | paired Δ (pp) |" in out
+    without, worst_without, with_, worst_with, delta = numbers(
+        rf"\| 1 \| [a-z ]+ \| {NUMBER} / {NUMBER} \| {NUMBER} / {NUMBER} \| ([+-][0-9.]+) \|", out)
+    assert worst_without <= without <= 100 and worst_with <= with_ <= 100
+    assert delta == pytest.approx(with_ - without, abs=0.02)  # printed to 0.01
+    assert (tmp_path / "studies" / "seed1" / "selection.yaml").exists()
