@@ -84,7 +84,7 @@ def trial_line(index: int, total: int, trial_id: str, epochs: int, metric: str, 
     width = len(str(total))
     shown = "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
     note = ("  diverged (NaN loss)" if diverged else
-            f"  stopped early by ASHA" if epochs < max_epochs else "")
+            "  stopped early by ASHA" if epochs < max_epochs else "")
     values = " ".join(f"{name}={format_value(v)}" for name, v in params.items())
     return f"  {index:>{width}}/{total} trial {trial_id}  {epochs:>{len(str(max_epochs))}} ep  {metric} {shown}  " \
            f"{values}{note}"
