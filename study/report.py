@@ -490,7 +490,8 @@ def family_legend(group: TaskGroup) -> str:
     u = group.units
     unit = f" in {u.value}" if u.value else ""
     best = "max" if group.results[0].objective_higher_is_better else "min"
-    return (f"Per family (its latest rerun config): {group.primary}{unit} at the final epoch over every seed, "
+    return (f"Per family (its latest rerun config, or with several study seeds the latest of each, pooled): "
+            f"{group.primary}{unit} at the final epoch over every seed, "
             "mean ± std and the 95% CI of the mean (Student t); n = finished + diverged seeds, the diverged ones "
             f"entered at the failure value (below). Finished seeds only: the mean a report that drops diverged "
             f"seeds would show. {group.primary} at the best-{group.objective} epoch: early stopping's result. "
