@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -295,7 +296,7 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, task, plug
     filesystem = storage_filesystem(storage)
     if tune.Tuner.can_restore(experiment, storage_filesystem=filesystem):
         print(f"resuming the interrupted study from {experiment}", flush=True)
-        with resume_failures_explained(study_dir):
+        with resume_failures_explained(study_dir), ctrl_c_restored():
             repaired = align_search_state_with_trials(experiment)
             if repaired:
                 print(repaired, flush=True)
@@ -305,8 +306,9 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, task, plug
             vars(tuner._local_tuner.get_run_config()).update(console_settings(console, args.verbose))
             tuner.fit()
     else:
-        make_tuner(space, budget, objective, args.seed, trainable, study_dir, storage, filesystem,
-                   console=console, verbose=args.verbose).fit()
+        with ctrl_c_restored():
+            make_tuner(space, budget, objective, args.seed, trainable, study_dir, storage, filesystem,
+                       console=console, verbose=args.verbose).fit()
     elapsed = time.perf_counter() - start
 
     summary = summarise(experiment, budget, objective)
@@ -348,6 +350,18 @@ def search_compute(trials, elapsed: float) -> dict:
             "trial_epochs": int(sum(t.last_result.get("training_iteration", 0) for t in trials)),
             "trial_seconds": round(float(sum(t.last_result.get("time_total_s", 0.0) for t in trials)), 1),
             "wall_seconds": round(elapsed, 1)}
+
+
+@contextmanager
+def ctrl_c_restored():
+    """Ray Tune's fit installs its own Ctrl-C handler and leaves it installed when it returns, so the first Ctrl-C
+    during the reruns that follow would only print Tune's "ending Ray Tune run" and stop nothing: the handler that
+    was there before comes back once the search ends."""
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
 
 
 @contextmanager

@@ -86,6 +86,30 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path
     assert len([t for t in optuna_trials(study) if t.state == optuna.trial.TrialState.COMPLETE]) == 3
 
 
+@pytest.mark.slow
+def test_one_ctrl_c_during_the_reruns_after_a_search_stops_them(tmp_path, space, fake_mnist_dir):
+    """Ray Tune leaves its own Ctrl-C handler installed after a search, which swallowed the first Ctrl-C of the
+    reruns that follow (it only printed "ending Ray Tune run"): one Ctrl-C must stop them."""
+    args = ["--family", "base", "--space", str(space), "--study-dir", str(tmp_path / "study"), "--data-dir",
+            str(fake_mnist_dir), "--device", "cpu", "--num-samples", "1", "--select-top", "1", "--seeds", "30",
+            "--max-epochs", "30", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    process = subprocess.Popen([sys.executable, "-m", "study.tune", *args], cwd=REPO, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while not (tmp_path / "study" / "best_config.yaml").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(5)  # the reruns have begun: 30 seeds of 30 epochs take far longer than this
+    process.send_signal(signal.SIGINT)  # one Ctrl-C
+    try:
+        out, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"one Ctrl-C did not stop the reruns within 60 s: {err[-2000:]}")
+    assert process.returncode == 130, err[-3000:]
+    assert "reruns stopped" in err and "Stop signal received" not in err + out
+
+
 INVERTED = TINY_SPACE.replace("low: 4, high: 8", "low: 8, high: 4")
 
 
