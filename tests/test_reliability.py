@@ -150,10 +150,11 @@ def test_a_resume_from_a_snapshot_mixed_by_a_kill_neither_hangs_nor_changes_the_
     from ray.tune import ExperimentAnalysis
 
     space = tmp_path / "space.yaml"
-    space.write_text(TINY_SPACE.replace("epochs: 2", "epochs: 1"))
+    # 20-epoch trials, never stopped early: with actor reuse, 1-epoch trials all ended before the kill could land
+    space.write_text(TINY_SPACE.replace("epochs: 2", "epochs: 20"))
     study = tmp_path / "study"
     args = ["--family", "base", "--space", str(space), "--study-dir", str(study), "--data-dir", str(fake_mnist_dir),
-            "--device", "cpu", "--num-samples", "5", "--max-concurrent", "2", "--no-rerun"]
+            "--device", "cpu", "--num-samples", "5", "--max-concurrent", "2", "--grace-period", "20", "--no-rerun"]
     first = start_in_own_group("study.tune", *args)
     experiment = study / "ray" / "search"
 
@@ -162,6 +163,7 @@ def test_a_resume_from_a_snapshot_mixed_by_a_kill_neither_hangs_nor_changes_the_
 
     wait_for(lambda: len(trial_dirs(study)) >= 3 and a_finished_trial_saved())
     kill_group(first)
+    assert not (study / "best_config.yaml").exists(), "the study ended before the kill: nothing to resume"
 
     generator_file = sorted(experiment.glob("search_gen_state-*.json"))[-1]
     generator = cloudpickle.loads(generator_file.read_bytes())
