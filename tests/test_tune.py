@@ -56,10 +56,11 @@ def test_a_tiny_study_writes_best_config_and_optuna_storage_then_says_it_is_fini
 @pytest.mark.slow
 def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path, space, fake_mnist_dir):
     study = tmp_path / "study"
-    # 30-epoch trials: with actor reuse trial 3 starts the moment trial 2 ends, and 2-epoch trials could all end
+    # 100-epoch trials: with actor reuse trial 3 starts the moment trial 2 ends, and Ray may create a trial's
+    # folder only at its first sync, so short trials (30 epochs were too few on a loaded machine) could all end
     # before the Ctrl-C lands
     args = tune_args(space, study, fake_mnist_dir, "--num-samples", "3", "--max-concurrent", "1",
-                     "--max-epochs", "30", "--grace-period", "30")
+                     "--max-epochs", "100", "--grace-period", "100")
     process = subprocess.Popen([sys.executable, "-m", "study.tune", *args], cwd=REPO, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 240
@@ -70,9 +71,9 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path
     assert process.returncode == 130, err[-3000:]
     assert "run the same command again to resume" in err
     assert not (study / "best_config.yaml").exists()
-    # grace period = max epochs = 30: no early stopping, so a trial with 30 epochs of results is finished
+    # grace period = max epochs = 100: no early stopping, so a trial with 100 epochs of results is finished
     finished = {d: (d / "result.json").read_text() for d in trial_dirs(study)
-                if (d / "result.json").exists() and (d / "result.json").read_text().count("\n") == 30}
+                if (d / "result.json").exists() and (d / "result.json").read_text().count("\n") == 100}
     assert finished
 
     resumed = run_module("study.tune", *args)
