@@ -197,7 +197,7 @@ def tiny_job(tmp_path_factory, fake_mnist_dir):
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     done = run_module("study.tune", "--family", "base", "--space", str(tmp / "space.yaml"), "--study-dir",
                       str(tmp / "study"), "--data-dir", str(fake_mnist_dir), "--device", "cpu", "--num-samples", "3",
-                      "--seeds", "2", "--tracking-uri", uri, "--experiment", "console")
+                      "--seeds", "2", "--select-seeds", "1", "--tracking-uri", uri, "--experiment", "console")
     assert done.returncode == 0, done.stderr[-3000:]
     return done, uri
 
