@@ -150,12 +150,13 @@ def test_a_resume_from_a_snapshot_mixed_by_a_kill_neither_hangs_nor_changes_the_
     from ray.tune import ExperimentAnalysis
 
     space = tmp_path / "space.yaml"
-    # 20-epoch trials, never stopped early: with actor reuse, 1-epoch trials all ended before the kill could land
-    space.write_text(TINY_SPACE.replace("epochs: 2", "epochs: 20"))
+    # 60-epoch trials, never stopped early, and Ray's state saved every second: with actor reuse, short trials all
+    # ended before a finished one showed in the saved state and the kill could land
+    space.write_text(TINY_SPACE.replace("epochs: 2", "epochs: 60"))
     study = tmp_path / "study"
     args = ["--family", "base", "--space", str(space), "--study-dir", str(study), "--data-dir", str(fake_mnist_dir),
-            "--device", "cpu", "--num-samples", "5", "--max-concurrent", "2", "--grace-period", "20", "--no-rerun"]
-    first = start_in_own_group("study.tune", *args)
+            "--device", "cpu", "--num-samples", "5", "--max-concurrent", "2", "--grace-period", "60", "--no-rerun"]
+    first = start_in_own_group("study.tune", *args, env={"TUNE_GLOBAL_CHECKPOINT_S": "1"})
     experiment = study / "ray" / "search"
 
     def a_finished_trial_saved() -> bool:

@@ -56,20 +56,24 @@ def test_a_tiny_study_writes_best_config_and_optuna_storage_then_says_it_is_fini
 @pytest.mark.slow
 def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path, space, fake_mnist_dir):
     study = tmp_path / "study"
-    # 100-epoch trials: with actor reuse trial 3 starts the moment trial 2 ends, and Ray may create a trial's
-    # folder only at its first sync, so short trials (30 epochs were too few on a loaded machine) could all end
-    # before the Ctrl-C lands
+    # One trial at a time, 100 epochs each, never stopped early; the Ctrl-C comes as soon as the console reports
+    # trial 1 finished, so trial 2 (started at once on the reused actor) has 100 epochs to go. Waiting for trial
+    # folders instead was a race: Ray may create a folder only at its first sync, after short trials all ended.
     args = tune_args(space, study, fake_mnist_dir, "--num-samples", "3", "--max-concurrent", "1",
                      "--max-epochs", "100", "--grace-period", "100")
     process = subprocess.Popen([sys.executable, "-m", "study.tune", *args], cwd=REPO, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 240
-    while len(trial_dirs(study)) < 2 and time.time() < deadline:  # one at a time: trial 2 starts after trial 1
-        time.sleep(0.2)
+    deadline, seen = time.time() + 240, []
+    while time.time() < deadline:
+        line = process.stdout.readline()
+        seen.append(line)
+        if not line or " 1/3 trial " in line:
+            break
+    assert any(" 1/3 trial " in line for line in seen), "".join(seen)[-2000:]
     process.send_signal(signal.SIGINT)  # Ctrl-C
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err[-3000:]
-    assert "run the same command again to resume" in err
+    assert "run the same command again to resume" in err, err[-3000:]
     assert not (study / "best_config.yaml").exists()
     # grace period = max epochs = 100: no early stopping, so a trial with 100 epochs of results is finished
     finished = {d: (d / "result.json").read_text() for d in trial_dirs(study)
