@@ -97,13 +97,16 @@ def test_one_ctrl_c_during_the_reruns_after_a_search_stops_them(tmp_path, space,
     reruns that follow (it only printed "ending Ray Tune run"): one Ctrl-C must stop them."""
     args = ["--family", "base", "--space", str(space), "--study-dir", str(tmp_path / "study"), "--data-dir",
             str(fake_mnist_dir), "--device", "cpu", "--num-samples", "1", "--select-top", "1", "--seeds", "30",
-            "--max-epochs", "30", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+            "--max-epochs", "200", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
     process = subprocess.Popen([sys.executable, "-m", "study.tune", *args], cwd=REPO, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while not (tmp_path / "study" / "best_config.yaml").exists() and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(5)  # the reruns have begun: 30 seeds of 30 epochs take far longer than this
+    deadline, seen = time.time() + 300, []
+    while time.time() < deadline:  # the first rerun seed's line: 29 seeds of 200 epochs are still to train
+        line = process.stdout.readline()
+        seen.append(line)
+        if not line or "test/acc" in line:
+            break
+    assert any("test/acc" in line for line in seen), "".join(seen)[-2000:]
     process.send_signal(signal.SIGINT)  # one Ctrl-C
     try:
         out, err = process.communicate(timeout=60)
