@@ -16,13 +16,7 @@ from study.train import fit
 HEADS = "a: classes:4\nr: regression\nb: binary\n"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one intra-op thread is as fast, and two threads on a busy 2-core machine stall for seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: see conftest.one_torch_thread
 
 
 def learnable(n: int = 400, image: bool = False, seed: int = 0) -> dict[str, np.ndarray]:

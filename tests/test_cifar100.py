@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import coarse_of, make_fake_cifar100, run_module, small_cifar_config, write_cifar_pickle
+from helpers import coarse_of, make_fake_cifar100, run_module, small_cifar_config
 from study.errors import StudyError
 from study.families import build_model, families_of, family_hyperparameters
 from study.presets import load_presets
@@ -22,13 +22,7 @@ FAMILIES = families_of("cifar100")
 SHARED = {"shared_conv", "shared_reuse_coarse", "shared_reuse_fine"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one intra-op thread is as fast, and two threads on a busy 2-core machine stall."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: see conftest.one_torch_thread
 
 
 # -- loading ---------------------------------------------------------------------------------------------------
