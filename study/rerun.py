@@ -25,6 +25,7 @@ from study.errors import Interrupted, StudyError
 from study.figures import curve_names, learning_curves
 from study.presets import Preset, load_presets
 from study.ray_session import current_node, join_cluster_before_writing
+from study.ray_tasks import handle_each
 from study.stats import WORST, describe, format_summary, resolve_failure_value, with_failures
 from study.tracking import Tracker, default_experiment, environment_tags, resolve_tracking_uri, ui_link
 from study.train import NonFiniteLoss
@@ -182,34 +183,28 @@ def train_missing(config: dict, missing: list[int], tracker: Tracker, parent_id:
     tags = environment_tags()
     progress = SeedProgress(len(missing))
     progress.tick()
+
+    def log_outcome(ref, seed) -> None:  # seed None: the batched task of all the seeds
+        try:
+            answers = ray.get(ref) if seed is None else [(seed, *ray.get(ref))]
+        except ray.exceptions.RayTaskError as exc:
+            if not isinstance(exc.cause, NonFiniteLoss):
+                raise
+            if seed is None:
+                raise StudyError(f"batched training diverged ({exc.cause}); run with --batched off to "
+                                 f"train and record the seeds one by one") from None
+            tracker.log_failed_seed(parent_id, config["family"], {**config, "seed": seed}, str(exc.cause), tags)
+            progress.finished(f"  seed {seed:3d}: diverged ({exc.cause}); logged as FAILED")
+            return
+        for seed, history, summary, node in answers:
+            tracker.log_seed(parent_id, config["family"], {**config, "seed": seed}, history, summary,
+                             {**tags, "ray_node": node})
+            progress.finished(f"  seed {seed:3d}: {primary} {summary[primary]:.4f}")
+
     try:
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-            if not ready:  # a second without news: the terminal's progress line ticks
-                progress.tick()
-                continue
-            [ready] = ready
-            seed = pending.pop(ready)
-            try:
-                answers = ray.get(ready) if seed is None else [(seed, *ray.get(ready))]
-            except ray.exceptions.RayTaskError as exc:
-                if not isinstance(exc.cause, NonFiniteLoss):
-                    raise
-                if seed is None:
-                    raise StudyError(f"batched training diverged ({exc.cause}); run with --batched off to "
-                                     f"train and record the seeds one by one") from None
-                tracker.log_failed_seed(parent_id, config["family"], {**config, "seed": seed}, str(exc.cause),
-                                        tags)
-                progress.finished(f"  seed {seed:3d}: diverged ({exc.cause}); logged as FAILED")
-                continue
-            for seed, history, summary, node in answers:
-                tracker.log_seed(parent_id, config["family"], {**config, "seed": seed}, history, summary,
-                                 {**tags, "ray_node": node})
-                progress.finished(f"  seed {seed:3d}: {primary} {summary[primary]:.4f}")
+        handle_each(pending, log_outcome, idle=progress.tick)  # a second without news: the progress line ticks
     finally:
         progress.close()
-        for ref in pending:
-            ray.cancel(ref, force=True)
 
 
 def finalise_parent(tracker: Tracker, parent_id: str, config: dict, spec) -> dict:

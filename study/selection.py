@@ -113,6 +113,7 @@ def train_candidates(configs: list[dict], seeds: list[int], task, metric: str, m
     import ray
 
     from study.ray_session import connect_ray
+    from study.ray_tasks import handle_each
 
     connect_ray(compute.address, plugins=compute.plugins)
     task_ref = ray.put(task)
@@ -120,9 +121,6 @@ def train_candidates(configs: list[dict], seeds: list[int], task, metric: str, m
     threads = max(1, int(compute.cpus_per_trial))
     pending = {remote.remote({**config, "seed": seed}, task_ref, metric, mode, threads, compute.device): (i, seed)
                for i, config in enumerate(configs) for seed in seeds}
-    try:
-        return {key: ray.get(ref) for ref, key in pending.items()}
-    except BaseException:  # Ctrl-C or a failed fit: stop what still runs
-        for ref in pending:
-            ray.cancel(ref, force=True)
-        raise
+    scores = {}
+    handle_each(pending, lambda ref, key: scores.__setitem__(key, ray.get(ref)))
+    return scores
