@@ -84,7 +84,7 @@ def main() -> None:
     p, f = statistics.median(plain), statistics.median(fitted)
     print(f"family {args.family}, {len(data.train)} train pairs, batch {config['batch_size']}, "
           f"{torch.get_num_threads()} threads, median of {len(plain)} epochs each")
-    print(f"plain loop: {p * 1000:.0f} ms/epoch   fit: {f * 1000:.0f} ms/epoch   ratio fit/plain = {f / p:.2f}")
+    print(f"plain loop: {p * 1000:.1f} ms/epoch   fit: {f * 1000:.1f} ms/epoch   ratio fit/plain = {f / p:.2f}")
 
 
 if __name__ == "__main__":
