@@ -72,10 +72,10 @@ def mlflow_server(tmp_path):
         server.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
-    """Tiny models: one intra-op thread is as fast, and two threads on a busy 2-core machine stall for seconds.
-    A module asks for it with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    """Tiny models: one intra-op thread is as fast, and two threads on a busy 2-core machine stall for seconds (the
+    tests run in two pytest-xdist workers, so each has a core). Commands the tests start set their own threads."""
     import torch
 
     threads = torch.get_num_threads()

@@ -16,9 +16,6 @@ from study.train import fit
 HEADS = "a: classes:4\nr: regression\nb: binary\n"
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: see conftest.one_torch_thread
-
-
 def learnable(n: int = 400, image: bool = False, seed: int = 0) -> dict[str, np.ndarray]:
     """a (4 classes) = which of four inputs is largest, r = 3 * one input + 100 (regression, far from 0),
     b = the sign of another. Vectors (n, 12), or images (n, 2, 6, 6) with the same values as 2x2 patches."""

@@ -22,9 +22,6 @@ FAMILIES = families_of("cifar100")
 SHARED = {"shared_conv", "shared_reuse_coarse", "shared_reuse_fine"}
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: see conftest.one_torch_thread
-
-
 # -- loading ---------------------------------------------------------------------------------------------------
 
 

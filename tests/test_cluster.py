@@ -18,6 +18,8 @@ from mlflow.tracking import MlflowClient
 
 from helpers import TINY_SPACE, free_port, run_module
 
+pytestmark = pytest.mark.xdist_group("ray_cluster")  # one worker builds the module's fixture once
+
 # Ray rewrites a loopback --address to this machine's outward IP, which loopback-only tests must not use;
 # with this variable it keeps 127.0.0.1 (real clusters have routable addresses and need nothing of the kind).
 LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}

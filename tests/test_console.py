@@ -12,6 +12,8 @@ from study.console import (LiveLine, SearchConsole, SeedProgress, eta_seconds, e
                            progress_text, trial_line)
 from study.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, NOTE_TAG, Tracker, parent_description, ui_link
 
+pytestmark = pytest.mark.xdist_group("console_job")  # one worker builds the module's fixture once
+
 BOX = set("╭╮╰╯│├┤─")
 
 
