@@ -46,7 +46,6 @@ def handle_each(pending: dict, handle: Callable[[object, object], None], idle: C
     On any other error they are cancelled: the caller may go on."""
     import ray
 
-    interrupted = False
     with ctrl_c_remembered() as check_ctrl_c:
         try:
             while pending:
@@ -59,9 +58,8 @@ def handle_each(pending: dict, handle: Callable[[object, object], None], idle: C
                 handle(ref, pending.pop(ref))
             check_ctrl_c()
         except KeyboardInterrupt:
-            interrupted = True
+            raise  # the tasks end with the driver (see above)
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref, force=True)
             raise
-        finally:
-            if not interrupted:
-                for ref in pending:
-                    ray.cancel(ref, force=True)
