@@ -8,6 +8,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,18 @@ def run_module(module: str, *args: str, env: dict | None = None, cwd: Path | Non
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=full_env,
                           cwd=cwd or REPO, timeout=timeout)
+
+
+def read_until(process: subprocess.Popen, text: str, seconds: float) -> None:
+    """Read a command's stdout line by line until a line holds `text`; fails, with the output read, if the command
+    ends or `seconds` pass first."""
+    deadline, seen = time.time() + seconds, []
+    while time.time() < deadline:
+        line = process.stdout.readline()
+        seen.append(line)
+        if not line or text in line:
+            break
+    assert any(text in line for line in seen), "".join(seen)[-2000:]
 
 
 def free_port() -> int:

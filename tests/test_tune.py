@@ -3,13 +3,12 @@
 import signal
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
 import yaml
 
-from helpers import REPO, TINY_SPACE, optuna_trials, run_module, trial_dirs
+from helpers import REPO, TINY_SPACE, optuna_trials, read_until, run_module, trial_dirs
 
 
 def tune_args(space, study_dir, data_dir, *extra):
@@ -63,13 +62,7 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path
                      "--max-epochs", "100", "--grace-period", "100")
     process = subprocess.Popen([sys.executable, "-m", "study.tune", *args], cwd=REPO, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline, seen = time.time() + 240, []
-    while time.time() < deadline:
-        line = process.stdout.readline()
-        seen.append(line)
-        if not line or " 1/3 trial " in line:
-            break
-    assert any(" 1/3 trial " in line for line in seen), "".join(seen)[-2000:]
+    read_until(process, " 1/3 trial ", seconds=240)
     process.send_signal(signal.SIGINT)  # Ctrl-C
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err[-3000:]
@@ -100,13 +93,7 @@ def test_one_ctrl_c_during_the_reruns_after_a_search_stops_them(tmp_path, space,
             "--max-epochs", "200", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
     process = subprocess.Popen([sys.executable, "-m", "study.tune", *args], cwd=REPO, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline, seen = time.time() + 300, []
-    while time.time() < deadline:  # the first rerun seed's line: 29 seeds of 200 epochs are still to train
-        line = process.stdout.readline()
-        seen.append(line)
-        if not line or "test/acc" in line:
-            break
-    assert any("test/acc" in line for line in seen), "".join(seen)[-2000:]
+    read_until(process, "test/acc", seconds=300)  # the first rerun seed's line: 29 seeds of 200 epochs to go
     process.send_signal(signal.SIGINT)  # one Ctrl-C
     try:
         out, err = process.communicate(timeout=60)
