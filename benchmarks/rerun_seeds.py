@@ -79,7 +79,8 @@ def main() -> None:
     print(f"{args.family}, K={args.seeds} seeds x {args.epochs} epochs, device {device}, "
           f"{torch.get_num_threads()} threads in this process")
     for name, seconds in timings.items():
-        print(f"  {name:22s} {seconds:7.1f} s   speed-up over sequential {timings['sequential'] / seconds:5.2f}x")
+        # milliseconds: a tiny run's sequential time must not print as 0
+        print(f"  {name:22s} {seconds:9.3f} s   speed-up over sequential {timings['sequential'] / seconds:5.2f}x")
 
 
 if __name__ == "__main__":

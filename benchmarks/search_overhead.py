@@ -106,13 +106,14 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"\n== search overhead: family {args.family}, {search['trials']} trials, {search['epochs']} trial-epochs, "
           f"{args.max_concurrent} at once, {ray.cluster_resources().get('CPU', 0):g} CPUs; load average {load}")
-    print(f"search: wall {search['wall']:.1f} s, trials' own time {search['own']:.1f} s, "
-          f"ideal {search['ideal']:.1f} s, wall/ideal = {search['wall'] / search['ideal']:.2f}")
+    # milliseconds: a tiny run's times must not print as 0
+    print(f"search: wall {search['wall']:.3f} s, trials' own time {search['own']:.3f} s, "
+          f"ideal {search['ideal']:.3f} s, wall/ideal = {search['wall'] / search['ideal']:.2f}")
     idle = search["wall"] * args.max_concurrent - search["own"]  # slot-seconds no trial was training
     print(f"  outside the trials' own time: {idle:.1f} slot-s, {idle / search['trials']:.2f} s per trial")
     if reruns:
         print(f"reruns: {reruns['seeds']} seeds x {reruns['epochs']} epochs, {reruns['concurrency']} at once: wall "
-              f"{reruns['wall']:.1f} s, seeds' own time {reruns['own']:.1f} s, ideal {reruns['ideal']:.1f} s, "
+              f"{reruns['wall']:.3f} s, seeds' own time {reruns['own']:.3f} s, ideal {reruns['ideal']:.3f} s, "
               f"wall/ideal = {reruns['wall'] / reruns['ideal']:.2f}")
 
 

@@ -29,6 +29,18 @@ BATCHED_SEEDS_1_2 = [  # base_aux with dropout 0, seeds 1 and 2 trained as one b
 ]
 METRICS_PINNED = ("train/loss", "train/acc", "val/loss", "val/acc", "val/digit_acc", "test/loss", "test/acc",
                   "test/digit_acc")
+# Losses are float sums, whose order depends on the CPU's kernels and the thread count: refitting the pinned configs
+# here gave relative spreads up to 4.8e-5 with 1 thread, 2.0e-5 with 2, 1.5e-5 with 3, 8.2e-6 with 4 (and another
+# machine moved aux's val/loss by 1.2e-6 at equal settings), so losses are pinned to 2e-4 relative, four times the
+# widest spread seen. Accuracies are counts over the split: exact, up to float32 rounding of the count's fraction
+# (1e-6 is far below one example in 120).
+LOSS_REL, ACCURACY_ABS = 2e-4, 1e-6
+
+
+def pinned_approx(pinned: dict) -> dict:
+    return {key: pytest.approx(value, rel=LOSS_REL) if key.endswith("loss") else pytest.approx(value, rel=0,
+                                                                                                abs=ACCURACY_ABS)
+            for key, value in pinned.items()}
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +69,7 @@ def test_a_digit_pair_fit_gives_the_numbers_it_gave_before_the_task_layer(family
     from study.train import fit
 
     result = fit(small_config(family, **overrides), pinned_data, evaluate_test=True, device="cpu")
-    assert final_metrics(result) == pytest.approx(pinned, rel=1e-6, abs=1e-7)
+    assert final_metrics(result) == pinned_approx(pinned)
 
 
 def test_batched_digit_pair_reruns_give_the_numbers_they_gave_before_the_task_layer(fake_mnist):
@@ -66,4 +78,4 @@ def test_batched_digit_pair_reruns_give_the_numbers_they_gave_before_the_task_la
 
     datas = [make_pairs(fake_mnist, seed, 100, 60, 40) for seed in (1, 2)]
     results = fit_batched(small_config("base_aux", dropout=0.0), [1, 2], datas, evaluate_test=True, device="cpu")
-    assert [final_metrics(r) for r in results] == [pytest.approx(p, rel=1e-6, abs=1e-7) for p in BATCHED_SEEDS_1_2]
+    assert [final_metrics(r) for r in results] == [pinned_approx(p) for p in BATCHED_SEEDS_1_2]
