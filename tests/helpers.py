@@ -86,6 +86,37 @@ def run_module(module: str, *args: str, env: dict | None = None, cwd: Path | Non
                           cwd=cwd or REPO, timeout=timeout)
 
 
+def run_in_process(module: str, *args: str, env: dict | None = None, cwd: Path | None = None):
+    """Run `python -m module args` through the command's own entry (study.cli.run of its main) inside this process:
+    its exit status and what it printed, as a CompletedProcess like run_module's. For the checks of bad input, which
+    end before anything trains: a new Python pays ~5 s of imports each (torch, Ray, MLflow), and there are dozens.
+    The environment and folder are the command's while it runs, then restored. Commands that start or join Ray stay
+    in run_module, as does one mistake of each command (tests/test_reliability.py) to check the real process's
+    exit status and stderr."""
+    import contextlib
+    import importlib
+    import io
+
+    from study.cli import run
+
+    main = importlib.import_module(module).main
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    os.environ.update(env or {})
+    os.chdir(cwd or REPO)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = run(main, list(args))
+            except SystemExit as exit:  # argparse's usage errors
+                code = exit.code
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
+
+
 def read_until(process: subprocess.Popen, text: str, seconds: float) -> None:
     """Read a command's stdout line by line until a line holds `text`; fails, with the output read, if the command
     ends or `seconds` pass first."""

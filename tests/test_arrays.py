@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import run_module
+from helpers import run_in_process
 from study.errors import StudyError
 from study.families import build_model, families_of
 from study.space import resolve_config
@@ -214,7 +214,7 @@ def test_draw_refuses_settings_that_leave_a_split_empty_or_a_config_made_for_oth
 
 def test_a_bad_file_on_the_command_line_is_one_line_and_exit_2(tmp_path):
     path = write(tmp_path, _replace(b=None)(learnable()))
-    done = run_module("study.fit", "--task", "arrays", "--data", path, "--family", "split_heads", timeout=120)
+    done = run_in_process("study.fit", "--task", "arrays", "--data", path, "--family", "split_heads")
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().count("\n") == 0 and "head 'b' declared" in done.stderr
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import coarse_of, make_fake_cifar100, run_module, small_cifar_config
+from helpers import coarse_of, make_fake_cifar100, run_in_process, small_cifar_config
 from study.errors import StudyError
 from study.families import build_model, families_of, family_hyperparameters
 from study.presets import load_presets
@@ -141,8 +141,8 @@ def test_an_empty_data_dir_asks_torchvision_to_download_and_names_what_to_put_th
 def test_a_bad_root_is_one_line_and_exit_2_from_the_command_line(tmp_path):
     root = make_fake_cifar100(tmp_path, n_train=200, n_test=100)
     _corrupt("truncated", root / "cifar-100-python")
-    done = run_module("study.fit", "--task", "cifar100", "--family", "shared_conv", "--data-dir", str(root),
-                      "--epochs", "1")
+    done = run_in_process("study.fit", "--task", "cifar100", "--family", "shared_conv", "--data-dir", str(root),
+                          "--epochs", "1")
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("error: CIFAR-100 file ") and len(done.stderr.strip().splitlines()) == 1
     assert "Traceback" not in done.stderr
@@ -321,8 +321,8 @@ def test_the_report_puts_ours_beside_both_published_heads(tmp_path):
 
 
 def test_rerun_of_the_preset_needs_the_data_and_says_so_in_one_line(tmp_path):
-    done = run_module("study.rerun", "--preset", "cifar100_sharing", "--data-dir", str(tmp_path / "none"),
-                      "--tracking-uri", f"sqlite:///{tmp_path / 'x.db'}")
+    done = run_in_process("study.rerun", "--preset", "cifar100_sharing", "--data-dir", str(tmp_path / "none"),
+                          "--tracking-uri", f"sqlite:///{tmp_path / 'x.db'}")
     assert done.returncode == 2 and "data dir" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers import run_module
+from helpers import run_in_process, run_module
 
 SMALL = ["--epochs", "2", "n_train=100", "n_val=60", "n_test=40", "c=4", "f=8"]
 
@@ -19,7 +19,7 @@ def test_fit_runs_end_to_end_on_synthetic_idx_files(fake_mnist_dir):
 
 
 def test_data_dir_from_environment(fake_mnist_dir):
-    done = run_module("study.fit", "--family", "base", *SMALL, env={"STUDY_DATA_DIR": str(fake_mnist_dir)})
+    done = run_in_process("study.fit", "--family", "base", *SMALL, env={"STUDY_DATA_DIR": str(fake_mnist_dir)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1].startswith("test/acc")
 
@@ -37,7 +37,7 @@ def test_data_dir_from_environment(fake_mnist_dir):
 ])
 def test_user_errors_give_one_line_and_exit_2(args, culprit, fake_mnist_dir):
     env = {} if "--data-dir" in args else {"STUDY_DATA_DIR": str(fake_mnist_dir)}
-    done = run_module("study.fit", *args, env=env)
+    done = run_in_process("study.fit", *args, env=env)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 import yaml
 
-from helpers import run_module
+from helpers import run_in_process, run_module
 from study.errors import StudyError
 from study.families import FAMILIES, get_family
 from study.plugins import PLUGINS_VARIABLE, load_plugins, worker_runtime_env
@@ -263,8 +263,8 @@ def test_a_bad_plugin_ends_a_command_in_one_line_before_anything_is_written(tmp_
         other = write(tmp_path / "lab_b.py", family_source("plugin_mlp"))
         env = {PLUGINS_VARIABLE: str(other)}
         expected = f"plugin '{other}': family 'plugin_mlp' is registered twice: by lab_a and by lab_b"
-    done = run_module("study.tune", "--family", "plugin_mlp", "--plugin", str(plugin), "--study-dir",
-                      str(tmp_path / "study"), "--no-rerun", env=env)
+    done = run_in_process("study.tune", "--family", "plugin_mlp", "--plugin", str(plugin), "--study-dir",
+                          str(tmp_path / "study"), "--no-rerun", env=env)
     assert done.returncode == 2 and done.stderr.strip() == f"error: {expected}", done.stderr
     assert not (tmp_path / "study").exists()
 

@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from helpers import run_module
+from helpers import run_in_process
 from study.errors import StudyError
 from study.presets import load_presets, tables
 from study.report import main as report_main
@@ -52,7 +52,7 @@ def test_unknown_presets_are_named(name, message):
     ([], "give exactly one of --family or --preset"),
 ])
 def test_rerun_preset_errors_are_one_line(tmp_path, args, message):
-    done = run_module("study.rerun", *args, "--tracking-uri", f"sqlite:///{tmp_path / 'x.db'}")
+    done = run_in_process("study.rerun", *args, "--tracking-uri", f"sqlite:///{tmp_path / 'x.db'}")
     assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 

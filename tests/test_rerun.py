@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import run_module
+from helpers import run_in_process, run_module
 from study import rerun as rerun_module
 from study.rerun import rerun_seeds
 from study.tasks import Head, TaskSpec
@@ -127,14 +127,14 @@ def test_a_rerun_logs_over_http_to_a_real_mlflow_server(config_file, fake_mnist_
 def test_bad_rerun_input_is_one_line(tmp_path, config_file, fake_mnist_dir, extra, culprit):
     args = ["--family", "base_aux", "--config", str(config_file), "--data-dir", str(fake_mnist_dir),
             "--tracking-uri", f"sqlite:///{tmp_path / 'x.db'}", *extra]
-    done = run_module("study.rerun", *args)
+    done = run_in_process("study.rerun", *args)
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].count("\n") == 0
     assert culprit in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 def test_a_config_file_for_another_family_is_refused(tmp_path, config_file, fake_mnist_dir):
-    done = run_module("study.rerun", "--family", "sep_aux", "--config", str(config_file),
-                      "--tracking-uri", f"sqlite:///{tmp_path / 'x.db'}", "--data-dir", str(fake_mnist_dir))
+    done = run_in_process("study.rerun", "--family", "sep_aux", "--config", str(config_file),
+                          "--tracking-uri", f"sqlite:///{tmp_path / 'x.db'}", "--data-dir", str(fake_mnist_dir))
     assert done.returncode == 2 and "is for family 'base_aux', not 'sep_aux'" in done.stderr
     assert not (tmp_path / "x.db").exists()
 

@@ -8,7 +8,7 @@ import optuna
 import pytest
 import yaml
 
-from helpers import REPO, TINY_SPACE, optuna_trials, read_until, run_module, trial_dirs
+from helpers import REPO, TINY_SPACE, optuna_trials, read_until, run_in_process, run_module, trial_dirs
 
 
 def tune_args(space, study_dir, data_dir, *extra):
@@ -122,7 +122,7 @@ def test_bad_input_fails_with_one_line_and_writes_nothing(tmp_path, fake_mnist_d
     if space_text is not None:
         (tmp_path / "space.yaml").write_text(space_text)
         extra = ["--space", str(tmp_path / "space.yaml")]
-    done = run_module("study.tune", *args, *extra, "--study-dir", str(study), "--data-dir", str(fake_mnist_dir))
+    done = run_in_process("study.tune", *args, *extra, "--study-dir", str(study), "--data-dir", str(fake_mnist_dir))
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and culprit in lines[0], done.stderr
@@ -133,6 +133,6 @@ def test_a_study_dir_with_other_settings_is_refused(tmp_path, space, fake_mnist_
     study = tmp_path / "study"
     study.mkdir()
     (study / "study.yaml").write_text("family: base\nseed: 0\nnum_samples: 99\n")
-    done = run_module("study.tune", *tune_args(space, study, fake_mnist_dir, "--num-samples", "3"))
+    done = run_in_process("study.tune", *tune_args(space, study, fake_mnist_dir, "--num-samples", "3"))
     assert done.returncode == 2 and "holds a study with other settings" in done.stderr
     assert sorted(p.name for p in study.iterdir()) == ["study.yaml"]
