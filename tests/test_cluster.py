@@ -1,7 +1,7 @@
-"""Real two-node Ray clusters on this machine and a real MLflow server on 127.0.0.1: a small study and its reruns
-join with --address, trials land on both nodes, every run reaches the server. One cluster is made with Ray's
-cluster_utils, one with the `ray start` command lines of the README (token authentication included). All is stopped
-at the end."""
+"""A real two-node Ray cluster on this machine, started with the `ray start` command lines of the README (token
+authentication included), and a real MLflow server on 127.0.0.1: a small study and its reruns join with --address,
+trials land on both nodes, every run reaches the server; drivers without the token, or with a store the nodes cannot
+share, are refused in one line. All is stopped at the end."""
 
 import json
 import os
@@ -20,28 +20,11 @@ from helpers import TINY_SPACE, free_port, run_module
 
 pytestmark = pytest.mark.xdist_group("ray_cluster")  # one worker builds the module's fixture once
 
-# Ray rewrites a loopback --address to this machine's outward IP, which loopback-only tests must not use;
-# with this variable it keeps 127.0.0.1 (real clusters have routable addresses and need nothing of the kind).
-LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 RAY = Path(sys.executable).parent / "ray"  # the venv's own `ray` command
 
 
-@pytest.fixture
-def two_node_cluster():
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1",
-                                                            "include_dashboard": False})
-    try:
-        cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
-        cluster.wait_for_nodes()
-        yield cluster.address
-    finally:
-        cluster.shutdown()
-
-
 def run_study_and_reruns_on(address: str, tmp_path: Path, data_dir: Path, tracking_uri: str, num_samples: int,
-                            env: dict | None = None) -> None:
+                            env: dict) -> None:
     """A tiny study with --address and its reruns: trials on both nodes, parent and seed runs on the server."""
     space = tmp_path / "space.yaml"
     space.write_text(TINY_SPACE)
@@ -50,7 +33,7 @@ def run_study_and_reruns_on(address: str, tmp_path: Path, data_dir: Path, tracki
                       "--storage", str(storage), "--num-samples", str(num_samples), "--max-concurrent", "2",
                       "--seeds", "2", "--select-seeds", "1", "--address", address, "--tracking-uri", tracking_uri,
                       "--experiment", "cluster", "--data-dir", str(data_dir), "--device", "cpu",
-                      env=LOOPBACK_ONLY if env is None else env, timeout=600)
+                      env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
 
     results = sorted((storage / "study" / "search").glob("trial_*/result.json"))
@@ -65,19 +48,6 @@ def run_study_and_reruns_on(address: str, tmp_path: Path, data_dir: Path, tracki
     assert parent.info.status == "FINISHED" and parent.data.metrics["n_seeds"] == 2
     assert sorted(c.data.tags["seed"] for c in children) == ["1", "2"]
     assert all(c.info.status == "FINISHED" and c.data.tags["ray_node"] for c in children)
-
-
-@pytest.mark.slow
-def test_a_relative_sqlite_uri_is_refused_on_a_multi_node_cluster(tmp_path, fake_mnist_dir, two_node_cluster):
-    config = tmp_path / "config.yaml"
-    config.write_text("family: base\nepochs: 1\nc: 4\nf: 8\ndropout: 0.1\nbatchnorm: true\n"
-                      "n_train: 100\nn_val: 60\nn_test: 40\n")
-    done = run_module("study.rerun", "--family", "base", "--config", str(config), "--seeds", "1",
-                      "--address", two_node_cluster, "--tracking-uri", "sqlite:///relative.db",
-                      "--data-dir", str(fake_mnist_dir), env=LOOPBACK_ONLY, cwd=tmp_path)
-    assert done.returncode == 2, done.stderr[-3000:]
-    assert "relative SQLite path on a multi-node Ray cluster" in done.stderr.strip().splitlines()[-1]
-    assert not (tmp_path / "relative.db").exists()
 
 
 # --- the README's cluster, started with its `ray start` command lines --------------------------------------------
@@ -146,7 +116,7 @@ def ray_start_cluster(tmp_path_factory):
     8265 another Ray may hold), one CPU per node, and a --temp-dir per node to find and stop exactly the processes
     each node started. Yields the address and the token.
 
-    Without LOOPBACK_ONLY: `ray start --address` refuses to start a node with it, and `ray start` turns 127.0.0.1,
+    Without RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (which keeps 127.0.0.1 as given): `ray start --address` refuses to start a node with it, and `ray start` turns 127.0.0.1,
     in --address and in --node-ip-address alike, into this machine's own outward IP (127.0.0.1 only where it has
     none). So the nodes, and the drivers, run as on a real cluster, all on that IP; 127.0.0.1 reaches the GCS, which
     listens on every interface."""
@@ -198,6 +168,22 @@ def test_the_readme_cluster_runs_a_study_and_its_reruns_on_both_nodes(tmp_path, 
     # the README's other way to hand over the token: RAY_AUTH_TOKEN in the driver's environment
     env = driver_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
     run_study_and_reruns_on(address, tmp_path, fake_mnist_dir, mlflow_server, num_samples=2, env=env)
+
+
+@pytest.mark.slow
+def test_a_relative_sqlite_uri_is_refused_on_a_multi_node_cluster(tmp_path, fake_mnist_dir, ray_start_cluster,
+                                                                 driver_env):
+    address, token = ray_start_cluster
+    config = tmp_path / "config.yaml"
+    config.write_text("family: base\nepochs: 1\nc: 4\nf: 8\ndropout: 0.1\nbatchnorm: true\n"
+                      "n_train: 100\nn_val: 60\nn_test: 40\n")
+    done = run_module("study.rerun", "--family", "base", "--config", str(config), "--seeds", "1",
+                      "--address", address, "--tracking-uri", "sqlite:///relative.db",
+                      "--data-dir", str(fake_mnist_dir), env=driver_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token),
+                      cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "relative SQLite path on a multi-node Ray cluster" in done.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "relative.db").exists()
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """What a user sees: one line per finished trial and a progress line, no Ray table or library INFO lines unless
---verbose; reruns' progress; MLflow experiments that open on their runs, parent runs with a description."""
+--verbose; reruns' progress; MLflow experiments that open on their runs, parent runs with a description. The
+tiny job that shows it all on a real command's output is in test_tune.py."""
 
 import io
 from types import SimpleNamespace
@@ -10,9 +11,7 @@ from mlflow.tracking import MlflowClient
 from helpers import TINY_SPACE, run_module
 from study.console import (LiveLine, SearchConsole, SeedProgress, eta_seconds, every_tenth, format_duration,
                            progress_text, trial_line)
-from study.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, NOTE_TAG, Tracker, parent_description, ui_link
-
-pytestmark = pytest.mark.xdist_group("console_job")  # one worker builds the module's fixture once
+from study.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, Tracker, parent_description, ui_link
 
 BOX = set("╭╮╰╯│├┤─")
 
@@ -190,41 +189,6 @@ def test_the_ui_link_opens_the_experiments_training_runs():
 
 
 # --- the real commands ---------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def tiny_job(tmp_path_factory, fake_mnist_dir):
-    """One tiny search with its reruns, output piped as a user's log would be."""
-    tmp = tmp_path_factory.mktemp("console")
-    (tmp / "space.yaml").write_text(TINY_SPACE)
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    done = run_module("study.tune", "--family", "base", "--space", str(tmp / "space.yaml"), "--study-dir",
-                      str(tmp / "study"), "--data-dir", str(fake_mnist_dir), "--device", "cpu", "--num-samples", "3",
-                      "--seeds", "2", "--select-seeds", "1", "--tracking-uri", uri, "--experiment", "console")
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done, uri
-
-
-@pytest.mark.slow
-def test_a_study_prints_trial_lines_and_progress_but_no_ray_table_or_library_info(tiny_job):
-    done, uri = tiny_job
-    out = done.stdout
-    trial_lines = [line for line in out.splitlines() if " trial " in line and " ep  val/acc_best " in line]
-    assert [line.split()[0] for line in trial_lines] == ["1/3", "2/3", "3/3"]
-    assert "[3/3 trials] best val/acc_best" in out and "top 3 of 3 trials" in out
-    assert "[2/2 seeds]" in out and "seed   1: test/acc" in out
-    everything = out + done.stderr
-    assert "Trial status" not in everything and not BOX & set(everything)
-    assert " INFO " not in everything and "[I " not in everything  # MLflow's and Optuna's INFO lines
-    assert "\r" not in out  # piped: no carriage-return redraws
-
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name("console")
-    assert experiment.tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
-    [parent] = client.search_runs([experiment.experiment_id], "tags.`study.role` = 'parent'")
-    assert parent.data.tags[NOTE_TAG].startswith("base on digit_pairs, config ")
-    assert f"test/acc {parent.data.metrics['test/acc_mean']:.4f}" in parent.data.tags[NOTE_TAG]
-    assert f"#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning" in out
-
 
 @pytest.mark.slow
 def test_verbose_brings_ray_tables_back(tmp_path, fake_mnist_dir):

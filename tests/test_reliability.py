@@ -198,19 +198,21 @@ def test_a_resume_from_a_snapshot_mixed_by_a_kill_neither_hangs_nor_changes_the_
 
 
 @pytest.mark.slow
-def test_soak_a_hundred_trials_with_faults_a_kill_and_a_resume_account_exactly(tmp_path, fake_mnist_dir):
-    """100 one-epoch trials, about 10% made to fail (STUDY_INJECT_FAULTS), SIGKILL mid-way, then resume and reruns:
-    Ray holds exactly 100 trials, the failures are exactly the faulty configs, Optuna agrees with Ray, and MLflow
-    holds each rerun seed exactly once."""
+def test_soak_fifty_trials_with_faults_a_kill_and_a_resume_account_exactly(tmp_path, fake_mnist_dir):
+    """50 one-epoch trials, about 20% made to fail (STUDY_INJECT_FAULTS), SIGKILL mid-way, then resume and reruns:
+    Ray holds exactly 50 trials, the failures are exactly the faulty configs, Optuna agrees with Ray, and MLflow
+    holds each rerun seed exactly once. (Once 100 trials at 10%: the same ~10 faults and one kill, at half the
+    wait.)"""
     space = tmp_path / "space.yaml"
     space.write_text(TINY_SPACE.replace("epochs: 2", "epochs: 1"))
     study, uri = tmp_path / "study", f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["--family", "base", "--space", str(space), "--study-dir", str(study), "--data-dir", str(fake_mnist_dir),
-            "--device", "cpu", "--num-samples", "100", "--max-concurrent", "2", "--max-failures", "1",
+            "--device", "cpu", "--num-samples", "50", "--max-concurrent", "2", "--max-failures", "1",
             "--seeds", "3", "--select-top", "1", "--tracking-uri", uri]  # robust selection: test_compare
-    faults = {"STUDY_INJECT_FAULTS": "0.1"}
+    rate = 0.2
+    faults = {"STUDY_INJECT_FAULTS": str(rate)}
     first = start_in_own_group("study.tune", *args, env=faults)
-    wait_for(lambda: len(trial_dirs(study)) >= 30, seconds=600)
+    wait_for(lambda: len(trial_dirs(study)) >= 15, seconds=600)
     kill_group(first)
     assert not (study / "best_config.yaml").exists()
 
@@ -218,20 +220,20 @@ def test_soak_a_hundred_trials_with_faults_a_kill_and_a_resume_account_exactly(t
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     best = yaml.safe_load((study / "best_config.yaml").read_text())
     counts = best["counts"]
-    assert counts["trials"] == 100 and len(trial_dirs(study)) == 100  # folders of unsaved trials moved aside
+    assert counts["trials"] == 50 and len(trial_dirs(study)) == 50  # folders of unsaved trials moved aside
     orphaned = len(list((study / "ray" / "search" / "orphaned").glob("trial_*")))
     # A kill during Ray's copy of its files to storage used to leave some truncated (an empty params.json)
     configs = {d.name[len("trial_"):]: json.loads((d / "params.json").read_text()) for d in trial_dirs(study)}
     for trial in trial_dirs(study):
-        if not (trial / "result.json").exists() and faulty(configs[trial.name[len("trial_"):]], 0.1):
+        if not (trial / "result.json").exists() and faulty(configs[trial.name[len("trial_"):]], rate):
             # a faulty trial raises before its first result; since trials reuse actors, Ray's storage can be left
             # without its (empty) result.json: seen here, nothing of the trial is lost
             continue
         assert all(json.loads(line) for line in (trial / "result.json").read_text().splitlines()), trial
     assert not list(study.rglob(".*.partial"))
-    faulty_trials = {trial for trial, config in configs.items() if faulty(config, 0.1)}
+    faulty_trials = {trial for trial, config in configs.items() if faulty(config, rate)}
     assert counts["errored"] == len(faulty_trials) and 3 <= len(faulty_trials) <= 25
-    assert counts["completed"] + counts["stopped_early"] + counts["diverged"] + counts["errored"] == 100
+    assert counts["completed"] + counts["stopped_early"] + counts["diverged"] + counts["errored"] == 50
     assert best["trial_id"] not in faulty_trials
     # Optuna agrees with Ray: each Ray trial has the Optuna trial of its parameters, FAIL if it errored, else
     # COMPLETE. The Optuna trials left over are those the kill cut off after Ray's last saved state: each is
@@ -393,27 +395,3 @@ def test_a_study_of_multi_epoch_trials_killed_at_any_moment_resumes_to_exactly_i
     best = yaml.safe_load((study / "best_config.yaml").read_text())
     assert best["counts"]["trials"] == 8 and len(trial_dirs(study)) == 8
     assert_optuna_agrees_with_ray(study, exactly=False)
-
-
-@pytest.mark.slow
-def test_a_resume_that_fails_unforeseen_is_one_line_exit_2_and_deletes_nothing(tmp_path, fake_mnist_dir):
-    """Ray's saved searcher made unreadable (a disk error, a hand edit): the resume cannot go on. The user gets one
-    line saying what failed and what to do, the traceback goes to a log in the study dir, nothing is deleted."""
-    space = tmp_path / "space.yaml"
-    space.write_text(TINY_SPACE)
-    study = tmp_path / "study"
-    args = ["--family", "base", "--space", str(space), "--study-dir", str(study), "--data-dir", str(fake_mnist_dir),
-            "--device", "cpu", "--num-samples", "2", "--no-rerun"]
-    assert run_module("study.tune", *args).returncode == 0
-    (study / "best_config.yaml").unlink()  # as if killed after the search, before the summary: a resume follows
-    [searcher] = (study / "ray" / "search").glob("searcher-state-*.pkl")
-    searcher.write_bytes(searcher.read_bytes()[:40])
-    before = files_under(study)
-
-    done = run_module("study.tune", *args)
-    assert done.returncode == 2, done.stderr[-3000:]
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"resuming the study in {study} failed" in lines[0], done.stderr[-3000:]
-    assert "--fresh" in lines[0] and "resume-error.log" in lines[0]
-    assert "Traceback" in (study / "resume-error.log").read_text()
-    assert files_under(study) - {"resume-error.log"} >= before and searcher.stat().st_size == 40

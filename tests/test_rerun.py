@@ -56,8 +56,8 @@ def runs_of(client, role):
 
 
 @pytest.mark.slow
-def test_a_two_seed_rerun_logs_one_parent_and_two_children_and_is_idempotent(tmp_path, config_file,
-                                                                             fake_mnist_dir):
+def test_a_two_seed_rerun_logs_one_parent_and_two_children_is_idempotent_and_logs_a_diverging_config_once(
+        tmp_path, config_file, fake_mnist_dir):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     done = rerun(config_file, uri, fake_mnist_dir)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -104,10 +104,29 @@ def test_a_two_seed_rerun_logs_one_parent_and_two_children_and_is_idempotent(tmp
     assert sorted((c.data.tags["seed"], c.info.status) for c in seeds) == [
         ("1", "FINISHED"), ("2", "FAILED"), ("2", "FINISHED")]
 
-    # another config is another parent
-    other = rerun(config_file, uri, fake_mnist_dir, "--epochs", "1")
+    # another config is another parent: one that really diverges (lr=1e9 makes the training loss non-finite, inf
+    # or NaN, in the first epoch); its seeds are done, entered at chance, and trained again only with the flag
+    # (without it nothing is retrained: test_a_diverged_seed_is_done_and_counted_and_retried_only_when_asked)
+    diverging = tmp_path / "diverging.yaml"
+    diverging.write_text(CONFIG.replace("lr: 0.003", "lr: 1.0e+9"))
+    other = rerun(diverging, uri, fake_mnist_dir)
     assert other.returncode == 0, other.stderr[-3000:]
     assert len(runs_of(client, "parent")) == 2
+    [parent] = [p for p in runs_of(client, "parent") if p.data.params["lr"] != "0.003"]
+    children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert sorted((c.data.tags["seed"], c.info.status) for c in children) == [("1", "FAILED"), ("2", "FAILED")]
+    reasons = [c.data.tags["diverged"] for c in children]
+    assert all(re.match(r"train/loss is (nan|inf) at epoch 1", reason) for reason in reasons), reasons
+    assert parent.info.status == "FINISHED" and parent.data.metrics["n_diverged"] == 2
+    assert parent.data.metrics["test/acc_mean"] == 0.5 and parent.data.tags["failure_value"] == "0.5"
+    assert "0 seeds finished, 2 diverged (seeds 1, 2), entered at 0.5" in other.stdout
+
+    retried = rerun(diverging, uri, fake_mnist_dir, "--retry-diverged")
+    assert retried.returncode == 0, retried.stderr[-3000:]
+    assert "2 diverged before, retried (--retry-diverged)" in retried.stdout
+    statuses = [c.info.status for c in client.search_runs(
+        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")]
+    assert statuses == ["FAILED"] * 4
 
 
 @pytest.mark.slow
@@ -190,32 +209,3 @@ def test_a_diverged_seed_is_done_and_counted_and_retried_only_when_asked(tmp_pat
     assert sorted(finished) == [1, 2, 3] and diverged == {}  # the FAILED run stays in MLflow, superseded
     [parent] = tracker.search("tags.`study.role` = 'parent'")
     assert (parent.data.metrics["n_finished"], parent.data.metrics["n_diverged"]) == (3, 0)
-
-
-@pytest.mark.slow
-def test_a_config_that_really_diverges_is_logged_once_and_retried_only_with_the_flag(tmp_path, config_file,
-                                                                                       fake_mnist_dir):
-    """lr=1e9 makes the training loss non-finite (inf or NaN) in the first epoch: checked in the runs' reasons."""
-    config_file.write_text(CONFIG.replace("lr: 0.003", "lr: 1.0e+9"))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    done = rerun(config_file, uri, fake_mnist_dir)
-    assert done.returncode == 0, done.stderr[-3000:]
-    client = MlflowClient(uri)
-    children = runs_of(client, "seed")
-    assert sorted((c.data.tags["seed"], c.info.status) for c in children) == [("1", "FAILED"), ("2", "FAILED")]
-    reasons = [c.data.tags["diverged"] for c in children]
-    assert all(re.match(r"train/loss is (nan|inf) at epoch 1", reason) for reason in reasons), reasons
-    [parent] = runs_of(client, "parent")
-    assert parent.info.status == "FINISHED" and parent.data.metrics["n_diverged"] == 2
-    assert parent.data.metrics["test/acc_mean"] == 0.5 and parent.data.tags["failure_value"] == "0.5"
-    assert "0 seeds finished, 2 diverged (seeds 1, 2), entered at 0.5" in done.stdout
-
-    again = rerun(config_file, uri, fake_mnist_dir)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "0 of 2 seeds already finished; 2 diverged before, not retried" in again.stdout
-    assert len(runs_of(client, "seed")) == 2
-
-    retried = rerun(config_file, uri, fake_mnist_dir, "--retry-diverged")
-    assert retried.returncode == 0, retried.stderr[-3000:]
-    assert "2 diverged before, retried (--retry-diverged)" in retried.stdout
-    assert sorted(c.info.status for c in runs_of(client, "seed")) == ["FAILED"] * 4

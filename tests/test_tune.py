@@ -1,4 +1,5 @@
-"""`python -m study.tune` through real Ray on synthetic data: outputs, resume after Ctrl-C, one-line errors."""
+"""`python -m study.tune` through real Ray on synthetic data: outputs, what a user sees, resume after Ctrl-C, one-line
+errors."""
 
 import signal
 import subprocess
@@ -7,8 +8,12 @@ import sys
 import optuna
 import pytest
 import yaml
+from mlflow.tracking import MlflowClient
 
 from helpers import REPO, TINY_SPACE, optuna_trials, read_until, run_in_process, run_module, trial_dirs
+from study.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, NOTE_TAG
+
+BOX = set("╭╮╰╯│├┤─")  # Ray's table borders
 
 
 def tune_args(space, study_dir, data_dir, *extra):
@@ -24,10 +29,16 @@ def space(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_tiny_study_writes_best_config_and_optuna_storage_then_says_it_is_finished(tmp_path, space,
-                                                                                      fake_mnist_dir):
-    study = tmp_path / "study"
-    done = run_module("study.tune", *tune_args(space, study, fake_mnist_dir, "--num-samples", "3"))
+def test_a_tiny_job_prints_its_trials_logs_its_reruns_then_finds_itself_finished_and_a_broken_resume_fails_cleanly(
+        tmp_path, space, fake_mnist_dir):
+    """The main job in small, output piped as a user's log would be: search, robust selection, reruns into MLflow;
+    run again, it is finished; killed after its last trial (no best_config.yaml), it derives the same best; with
+    Ray's saved searcher made unreadable (a disk error, a hand edit), the resume is one line and deletes nothing."""
+    study, uri = tmp_path / "study", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["--family", "base", "--space", str(space), "--study-dir", str(study), "--data-dir", str(fake_mnist_dir),
+            "--device", "cpu", "--num-samples", "3", "--seeds", "2", "--select-seeds", "1", "--tracking-uri", uri,
+            "--experiment", "console"]
+    done = run_module("study.tune", *args)
     assert done.returncode == 0, done.stderr[-3000:]
     best = yaml.safe_load((study / "best_config.yaml").read_text())
     assert best["family"] == "base" and best["counts"]["trials"] == 3
@@ -38,18 +49,64 @@ def test_a_tiny_study_writes_best_config_and_optuna_storage_then_says_it_is_fini
     trials = optuna_trials(study)
     assert len(trials) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     assert max(t.value for t in trials) == pytest.approx(best["val/acc_best"])
-    assert "top 3 of 3 trials" in done.stdout
+    assert_console_output(done)
+    assert_mlflow_runs(done.stdout, uri)
 
-    again = run_module("study.tune", *tune_args(space, study, fake_mnist_dir, "--num-samples", "3"))
+    again = run_module("study.tune", *args)
     assert again.returncode == 0 and "is finished" in again.stdout
+    assert "2 of 2 seeds already finished" in again.stdout
     assert len(trial_dirs(study)) == 3 and len(optuna_trials(study)) == 3
 
     # killed after the last trial but before best_config.yaml was written: the rerun derives the same best
     (study / "best_config.yaml").unlink()
-    third = run_module("study.tune", *tune_args(space, study, fake_mnist_dir, "--num-samples", "3"))
+    third = run_module("study.tune", *args)
     assert third.returncode == 0, third.stderr[-3000:]
     assert yaml.safe_load((study / "best_config.yaml").read_text())["trial_id"] == best["trial_id"]
     assert len(trial_dirs(study)) == 3 and len(optuna_trials(study)) == 3
+
+    # the same, with Ray's saved searcher unreadable: the resume cannot go on; one line saying what failed and what
+    # to do, the traceback in a log in the study dir, nothing deleted
+    (study / "best_config.yaml").unlink()
+    searchers = sorted((study / "ray" / "search").glob("searcher-state-*.pkl"))  # one per run that resumed
+    for searcher in searchers:
+        searcher.write_bytes(searcher.read_bytes()[:40])
+    before = {str(path.relative_to(study)) for path in study.rglob("*")}
+    broken = run_module("study.tune", *args)
+    assert broken.returncode == 2, broken.stderr[-3000:]
+    lines = broken.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"resuming the study in {study} failed" in lines[0], broken.stderr[-3000:]
+    assert "--fresh" in lines[0] and "resume-error.log" in lines[0]
+    assert "Traceback" in (study / "resume-error.log").read_text()
+    after = {str(path.relative_to(study)) for path in study.rglob("*")}
+    assert after - {"resume-error.log"} >= before and all(path.stat().st_size == 40 for path in searchers)
+
+
+def assert_console_output(done) -> None:
+    """One line per finished trial and a progress line, reruns' progress; no Ray table, no library INFO lines, no
+    carriage-return redraws in a piped log."""
+    out = done.stdout
+    trial_lines = [line for line in out.splitlines() if " trial " in line and " ep  val/acc_best " in line]
+    assert [line.split()[0] for line in trial_lines] == ["1/3", "2/3", "3/3"]
+    assert "[3/3 trials] best val/acc_best" in out and "top 3 of 3 trials" in out
+    assert "[2/2 seeds]" in out and "seed   1: test/acc" in out
+    everything = out + done.stderr
+    assert "Trial status" not in everything and not BOX & set(everything)
+    assert " INFO " not in everything and "[I " not in everything  # MLflow's and Optuna's INFO lines
+    assert "\r" not in out
+
+
+def assert_mlflow_runs(out: str, uri: str) -> None:
+    """The experiment opens on its training runs (its kind), the parent run carries a description of its result,
+    and the command prints the UI link to the runs."""
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("console")
+    assert experiment.tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+    [parent] = client.search_runs([experiment.experiment_id], "tags.`study.role` = 'parent'")
+    assert parent.data.tags[NOTE_TAG].startswith("base on digit_pairs, config ")
+    assert f"test/acc {parent.data.metrics['test/acc_mean']:.4f}" in parent.data.tags[NOTE_TAG]
+    assert sorted(run.data.tags["seed"] for run in client.search_runs(
+        [experiment.experiment_id], "tags.`study.role` = 'seed'")) == ["1", "2"]
+    assert f"#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning" in out
 
 
 @pytest.mark.slow
