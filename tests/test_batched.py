@@ -1,8 +1,9 @@
-"""Batched multi-seed training (vmap over stacked models) gives what separate fits give, seed by seed."""
+"""Batched multi-seed training (vmap over stacked models) gives what separate fits give, seed by seed. A batched rerun
+through the command: tests/test_rerun.py."""
 
 import pytest
 
-from helpers import run_module, small_config
+from helpers import small_config
 from study.batched import applies, fit_batched
 from study.tasks.digit_pairs import make_pairs
 from study.errors import StudyError
@@ -48,22 +49,3 @@ def test_batched_does_not_apply_to_augmentation_and_auto_batches_on_gpus_only():
     assert not use_batched("auto", {"augment": True}, gpus_per_trial=1, device=None)
     with pytest.raises(StudyError, match="--batched on: augmentation"):
         use_batched("on", {"augment": True}, gpus_per_trial=1, device=None)
-
-
-@pytest.mark.slow
-def test_a_batched_rerun_logs_every_seed(tmp_path, fake_mnist_dir):
-    config = tmp_path / "config.yaml"
-    config.write_text("family: base\nepochs: 2\nc: 4\nf: 8\ndropout: 0.1\nbatchnorm: true\n"
-                      "n_train: 100\nn_val: 60\nn_test: 40\n")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    done = run_module("study.rerun", "--family", "base", "--config", str(config), "--seeds", "3", "--batched", "on",
-                      "--tracking-uri", uri, "--data-dir", str(fake_mnist_dir), "--device", "cpu")
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "training the 3 seeds as one batched model" in done.stdout
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("digit-pairs").experiment_id
-    children = client.search_runs([experiment], "tags.`study.role` = 'seed'")
-    assert sorted(c.data.tags["seed"] for c in children) == ["1", "2", "3"]
-    assert all(c.info.status == "FINISHED" and "test/acc" in c.data.metrics for c in children)

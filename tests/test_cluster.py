@@ -116,9 +116,9 @@ def ray_start_cluster(tmp_path_factory):
     8265 another Ray may hold), one CPU per node, and a --temp-dir per node to find and stop exactly the processes
     each node started. Yields the address and the token.
 
-    Without RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (which keeps 127.0.0.1 as given): `ray start --address` refuses to start a node with it, and `ray start` turns 127.0.0.1,
-    in --address and in --node-ip-address alike, into this machine's own outward IP (127.0.0.1 only where it has
-    none). So the nodes, and the drivers, run as on a real cluster, all on that IP; 127.0.0.1 reaches the GCS, which
+    Without RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (which would keep 127.0.0.1 as given, but with which `ray start
+    --address` refuses to start a node), `ray start` turns 127.0.0.1, in --address and in --node-ip-address alike,
+    into this machine's own outward IP (127.0.0.1 only where it has none). So the nodes, and the drivers, run as on a real cluster, all on that IP; 127.0.0.1 reaches the GCS, which
     listens on every interface."""
     root = tmp_path_factory.mktemp("ray-start")
     homes = {name: root / f"{name}-home" for name in ("head", "worker")}

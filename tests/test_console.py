@@ -1,6 +1,6 @@
 """What a user sees: one line per finished trial and a progress line, no Ray table or library INFO lines unless
 --verbose; reruns' progress; MLflow experiments that open on their runs, parent runs with a description. The
-tiny job that shows it all on a real command's output is in test_tune.py."""
+tiny job that shows it all in a real command's output, and --verbose, are in test_tune.py."""
 
 import io
 from types import SimpleNamespace
@@ -8,12 +8,9 @@ from types import SimpleNamespace
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import TINY_SPACE, run_module
 from study.console import (LiveLine, SearchConsole, SeedProgress, eta_seconds, every_tenth, format_duration,
                            progress_text, trial_line)
 from study.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, Tracker, parent_description, ui_link
-
-BOX = set("╭╮╰╯│├┤─")
 
 
 class Clock:
@@ -186,16 +183,3 @@ def test_the_ui_link_opens_the_experiments_training_runs():
     assert ui_link("http://mlflow.example:5000/", "7") == f"http://mlflow.example:5000/{route}"
     assert ui_link("sqlite:////tmp/x.db", "7") == ("mlflow ui --backend-store-uri sqlite:////tmp/x.db, then open "
                                                    f"http://127.0.0.1:5000/{route}")
-
-
-# --- the real commands ---------------------------------------------------------------------------------------------
-
-@pytest.mark.slow
-def test_verbose_brings_ray_tables_back(tmp_path, fake_mnist_dir):
-    (tmp_path / "space.yaml").write_text(TINY_SPACE)
-    done = run_module("study.tune", "--family", "base", "--space", str(tmp_path / "space.yaml"), "--study-dir",
-                      str(tmp_path / "study"), "--data-dir", str(fake_mnist_dir), "--device", "cpu",
-                      "--num-samples", "1", "--no-rerun", "--verbose")
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "Trial status" in done.stdout and BOX & set(done.stdout)
-    assert "1/1 trial " in done.stdout  # our line too

@@ -199,16 +199,18 @@ def test_a_resume_from_a_snapshot_mixed_by_a_kill_neither_hangs_nor_changes_the_
 
 @pytest.mark.slow
 def test_soak_fifty_trials_with_faults_a_kill_and_a_resume_account_exactly(tmp_path, fake_mnist_dir):
-    """50 one-epoch trials, about 20% made to fail (STUDY_INJECT_FAULTS), SIGKILL mid-way, then resume and reruns:
-    Ray holds exactly 50 trials, the failures are exactly the faulty configs, Optuna agrees with Ray, and MLflow
-    holds each rerun seed exactly once. (Once 100 trials at 10%: the same ~10 faults and one kill, at half the
-    wait.)"""
+    """50 two-epoch trials, some stopped by ASHA after one, about 20% made to fail (STUDY_INJECT_FAULTS), SIGKILL
+    mid-way, then resume and reruns: Ray holds exactly 50 trials, the failures are exactly the faulty configs,
+    Optuna agrees with Ray, and MLflow holds each rerun seed exactly once. (Once 100 one-epoch trials at 10%: the
+    same ~10 faults and one kill, at half the wait. The mid-way kill of multi-epoch trials stopped early, once a
+    moment of the kill test below, is this one.)"""
     space = tmp_path / "space.yaml"
-    space.write_text(TINY_SPACE.replace("epochs: 2", "epochs: 1"))
+    space.write_text(TINY_SPACE)
     study, uri = tmp_path / "study", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # --select-top 1: robust selection is test_compare's
     args = ["--family", "base", "--space", str(space), "--study-dir", str(study), "--data-dir", str(fake_mnist_dir),
-            "--device", "cpu", "--num-samples", "50", "--max-concurrent", "2", "--max-failures", "1",
-            "--seeds", "3", "--select-top", "1", "--tracking-uri", uri]  # robust selection: test_compare
+            "--device", "cpu", "--num-samples", "50", "--max-concurrent", "2", "--grace-period", "1",
+            "--max-failures", "1", "--seeds", "3", "--select-top", "1", "--tracking-uri", uri]
     rate = 0.2
     faults = {"STUDY_INJECT_FAULTS": str(rate)}
     first = start_in_own_group("study.tune", *args, env=faults)
@@ -368,7 +370,6 @@ def assert_optuna_agrees_with_ray(study: Path, exactly: bool) -> None:
 
 KILL_MOMENTS = {  # when to SIGKILL a study of 8 trials, 2 at a time: a condition on its Ray experiment folder
     "early, while the first trials start": lambda experiment: len(list(experiment.glob("trial_*"))) >= 1,
-    "middle, half the trials made": lambda experiment: len(list(experiment.glob("trial_*"))) >= 4,
     "late, while the last trials finish": lambda experiment: len(list(experiment.glob("trial_*"))) >= 8,
 }
 
@@ -377,9 +378,9 @@ KILL_MOMENTS = {  # when to SIGKILL a study of 8 trials, 2 at a time: a conditio
 @pytest.mark.parametrize("moment", KILL_MOMENTS)
 def test_a_study_of_multi_epoch_trials_killed_at_any_moment_resumes_to_exactly_its_trials(moment, tmp_path,
                                                                                            fake_mnist_dir):
-    """SIGKILL (the whole process group: no cleanup) at three moments of a study whose trials report many epochs
-    and are stopped early by ASHA; the same command then ends with exactly --num-samples trials, Ray and Optuna
-    agreeing trial for trial."""
+    """SIGKILL (the whole process group: no cleanup) at the two ends of a study whose trials report many epochs
+    and are stopped early by ASHA (the soak above kills one mid-way); the same command then ends with exactly
+    --num-samples trials, Ray and Optuna agreeing trial for trial."""
     space = tmp_path / "space.yaml"
     space.write_text(TINY_SPACE.replace("epochs: 2", "epochs: 40"))
     study = tmp_path / "study"

@@ -130,12 +130,15 @@ def test_a_two_seed_rerun_logs_one_parent_and_two_children_is_idempotent_and_log
 
 
 @pytest.mark.slow
-def test_a_rerun_logs_over_http_to_a_real_mlflow_server(config_file, fake_mnist_dir, mlflow_server):
-    done = rerun(config_file, mlflow_server, fake_mnist_dir)
+def test_a_batched_rerun_logs_every_seed_over_http_to_a_real_mlflow_server(config_file, fake_mnist_dir,
+                                                                           mlflow_server):
+    done = rerun(config_file, mlflow_server, fake_mnist_dir, "--batched", "on")
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "training the 2 seeds as one batched model" in done.stdout
     client = MlflowClient(mlflow_server)
-    assert len(runs_of(client, "parent")) == 1 and len(runs_of(client, "seed")) == 2
-    parent = runs_of(client, "parent")[0]
+    [parent], children = runs_of(client, "parent"), runs_of(client, "seed")
+    assert sorted(c.data.tags["seed"] for c in children) == ["1", "2"]
+    assert all(c.info.status == "FINISHED" and "test/acc" in c.data.metrics for c in children)
     assert "learning_curves.png" in {a.path for a in client.list_artifacts(parent.info.run_id)}
 
 

@@ -110,13 +110,14 @@ def assert_mlflow_runs(out: str, uri: str) -> None:
 
 
 @pytest.mark.slow
-def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path, space, fake_mnist_dir):
+def test_an_interrupted_study_resumes_without_rerunning_finished_trials_and_verbose_shows_rays_tables(
+        tmp_path, space, fake_mnist_dir):
     study = tmp_path / "study"
-    # One trial at a time, 100 epochs each, never stopped early; the Ctrl-C comes as soon as the console reports
-    # trial 1 finished, so trial 2 (started at once on the reused actor) has 100 epochs to go. Waiting for trial
+    # One trial at a time, 50 epochs each, never stopped early; the Ctrl-C comes as soon as the console reports
+    # trial 1 finished, so trial 2 (started at once on the reused actor) has 50 epochs to go. Waiting for trial
     # folders instead was a race: Ray may create a folder only at its first sync, after short trials all ended.
     args = tune_args(space, study, fake_mnist_dir, "--num-samples", "3", "--max-concurrent", "1",
-                     "--max-epochs", "100", "--grace-period", "100")
+                     "--max-epochs", "50", "--grace-period", "50")
     process = subprocess.Popen([sys.executable, "-m", "study.tune", *args], cwd=REPO, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     read_until(process, " 1/3 trial ", seconds=240)
@@ -125,14 +126,17 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path
     assert process.returncode == 130, err[-3000:]
     assert "run the same command again to resume" in err, err[-3000:]
     assert not (study / "best_config.yaml").exists()
-    # grace period = max epochs = 100: no early stopping, so a trial with 100 epochs of results is finished
+    # grace period = max epochs = 50: no early stopping, so a trial with 50 epochs of results is finished
     finished = {d: (d / "result.json").read_text() for d in trial_dirs(study)
-                if (d / "result.json").exists() and (d / "result.json").read_text().count("\n") == 100}
+                if (d / "result.json").exists() and (d / "result.json").read_text().count("\n") == 50}
     assert finished
 
-    resumed = run_module("study.tune", *args)
+    # resumed with --verbose: today's flag, not the one saved with the study, brings Ray's tables back
+    resumed = run_module("study.tune", *args, "--verbose")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming the interrupted study" in resumed.stdout
+    assert "Trial status" in resumed.stdout and BOX & set(resumed.stdout)
+    assert "3/3 trial " in resumed.stdout  # our trial lines too
     assert len(trial_dirs(study)) == 3
     for trial, results in finished.items():
         assert (trial / "result.json").read_text() == results, f"finished {trial.name} was run again"
@@ -147,10 +151,11 @@ def test_one_ctrl_c_during_the_reruns_after_a_search_stops_them(tmp_path, space,
     reruns that follow (it only printed "ending Ray Tune run"): one Ctrl-C must stop them."""
     args = ["--family", "base", "--space", str(space), "--study-dir", str(tmp_path / "study"), "--data-dir",
             str(fake_mnist_dir), "--device", "cpu", "--num-samples", "1", "--select-top", "1", "--seeds", "30",
-            "--max-epochs", "200", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+            "--max-epochs", "50", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
     process = subprocess.Popen([sys.executable, "-m", "study.tune", *args], cwd=REPO, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    read_until(process, "test/acc", seconds=300)  # the first rerun seed's line: 29 seeds of 200 epochs to go
+    # the first rerun seed's line: 29 seeds of 50 epochs to go (had the Ctrl-C no effect, the command would end 0)
+    read_until(process, "test/acc", seconds=300)
     process.send_signal(signal.SIGINT)  # one Ctrl-C
     try:
         out, err = process.communicate(timeout=60)
