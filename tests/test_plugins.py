@@ -215,6 +215,7 @@ def build_in_worker(family_entry, family: str) -> dict:
             "pid": os.getpid()}
 
 
+@pytest.mark.slow  # starts Ray
 def test_every_ray_worker_imports_the_plugins_before_it_unpickles_a_task(tmp_path, monkeypatch):
     import ray
     from ray import cloudpickle

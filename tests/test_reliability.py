@@ -41,8 +41,9 @@ MISTAKES = [  # (name, module, args, what the one line must say); {data}, {space
      "cannot load MNIST"),
     ("config of another family", "study.rerun", ["--family", "sep_aux", "--config", "{config}"],
      "is for family 'base', not 'sep_aux'"),
-    ("unreachable address", "study.tune", ["--family", "base", "--space", "{space}", "--address", "127.0.0.1:1"],
-     "cannot connect to the Ray cluster at --address 127.0.0.1:1"),
+    pytest.param("unreachable address", "study.tune",
+                 ["--family", "base", "--space", "{space}", "--address", "127.0.0.1:1"],
+                 "cannot connect to the Ray cluster at --address 127.0.0.1:1", marks=pytest.mark.slow),  # tries Ray
     ("unreachable tracking server", "study.rerun",
      ["--family", "base", "--config", "{config}", "--tracking-uri", "http://127.0.0.1:9"],
      "cannot reach the MLflow server"),
@@ -74,7 +75,8 @@ def work(tmp_path_factory, fake_mnist_dir):
     return work
 
 
-@pytest.mark.parametrize("name, module, args, message", MISTAKES, ids=[m[0] for m in MISTAKES])
+@pytest.mark.parametrize("name, module, args, message", MISTAKES,
+                         ids=[(m.values if hasattr(m, "values") else m)[0] for m in MISTAKES])
 def test_a_user_mistake_is_one_line_exit_2_and_nothing_written(name, module, args, message, work, fake_mnist_dir):
     fill = {"work": str(work), "space": str(work / "space.yaml"), "config": str(work / "config.yaml")}
     args = [arg.format(**fill) for arg in args]
