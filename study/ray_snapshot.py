@@ -26,6 +26,23 @@ def newest(folder: Path, pattern: str) -> Path | None:
     return found[-1] if found else None
 
 
+def set_aside_a_snapshot_without_searcher(experiment: str) -> Path | None:
+    """A kill during Ray's first copy of its snapshot, after the trials' file, before the searcher's, leaves a
+    snapshot Ray cannot resume: it logs that the searcher has no checkpoint, goes on without one, and the resumed
+    study waits forever (seen in the kill test). Such a snapshot is moved aside, trials and all, so that the search
+    starts over; Optuna's record of its trials is settled after the search (study.interruptions). Returns where it
+    went, or None when the newest snapshot is whole (or there is none, or the storage is not a local path)."""
+    folder = Path(experiment)
+    if "://" in experiment or newest(folder, "experiment_state-*.json") is None \
+            or newest(folder, "searcher-state-*.pkl") is not None:
+        return None
+    number = 1
+    while (aside := folder.with_name(f"{folder.name}-cut-off-{number}")).exists():
+        number += 1
+    folder.rename(aside)
+    return aside
+
+
 def align_search_state_with_trials(experiment: str) -> str | None:
     """Repair the newest search_gen_state file in `experiment` (a local or shared path) in place; returns a line
     saying what changed, or None when it already agreed (or the files are not of the form this knows)."""

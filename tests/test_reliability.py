@@ -148,6 +148,26 @@ def test_optuna_is_settled_against_rays_saved_trials_after_a_kill(tmp_path):
     assert again.user_attrs["not_in_ray_results"] == [2]
 
 
+def test_a_snapshot_cut_off_before_its_searcher_is_set_aside_so_the_search_starts_over(tmp_path):
+    """What a kill during Ray's first save can leave (seen in the kill test below, whose resume then waited forever):
+    the trials' and generator's files, no searcher. It is moved aside whole; a whole snapshot stays."""
+    from study.ray_snapshot import set_aside_a_snapshot_without_searcher
+
+    experiment = tmp_path / "ray" / "search"
+    (experiment / "trial_a").mkdir(parents=True)
+    for name in ("experiment_state-2026-01-01_00-00-00.json", "search_gen_state-2026-01-01_00-00-00.json"):
+        (experiment / name).write_text("{}")
+    aside = set_aside_a_snapshot_without_searcher(str(experiment))
+    assert aside == tmp_path / "ray" / "search-cut-off-1" and not experiment.exists()
+    assert (aside / "trial_a").is_dir() and (aside / "experiment_state-2026-01-01_00-00-00.json").exists()
+
+    experiment.mkdir()
+    (experiment / "experiment_state-2026-01-02_00-00-00.json").write_text("{}")
+    (experiment / "searcher-state-2026-01-02_00-00-00.pkl").write_bytes(b"whole")
+    assert set_aside_a_snapshot_without_searcher(str(experiment)) is None and experiment.exists()
+    assert set_aside_a_snapshot_without_searcher(str(tmp_path / "none")) is None  # no snapshot yet: a fresh search
+
+
 @pytest.mark.slow
 def test_a_resume_from_a_snapshot_mixed_by_a_kill_neither_hangs_nor_changes_the_trial_count(tmp_path,
                                                                                              fake_mnist_dir):
