@@ -338,4 +338,5 @@ def test_the_epoch_benchmark_runs(tmp_path):
                           cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line.split() for line in done.stdout.splitlines() if line.split()[:1] == ["shared_reuse_fine"]]
-    assert len(rows) == 1 and float(rows[0][4]) > 0  # seconds per training batch, wall clock
+    # seconds per training batch, wall clock, printed to 0.001 s: a fast machine may print 0.000
+    assert len(rows) == 1 and float(rows[0][4]) >= 0

@@ -105,8 +105,8 @@ def test_a_two_seed_rerun_logs_one_parent_and_two_children_is_idempotent_and_log
         ("1", "FINISHED"), ("2", "FAILED"), ("2", "FINISHED")]
 
     # another config is another parent: one that really diverges (lr=1e9 makes the training loss non-finite, inf
-    # or NaN, in the first epoch); its seeds are done, entered at chance, and trained again only with the flag
-    # (without it nothing is retrained: test_a_diverged_seed_is_done_and_counted_and_retried_only_when_asked)
+    # or NaN, in the first epoch); its seeds are done, entered at chance (retried only with --retry-diverged:
+    # test_a_diverged_seed_is_done_and_counted_and_retried_only_when_asked)
     diverging = tmp_path / "diverging.yaml"
     diverging.write_text(CONFIG.replace("lr: 0.003", "lr: 1.0e+9"))
     other = rerun(diverging, uri, fake_mnist_dir)
@@ -121,12 +121,6 @@ def test_a_two_seed_rerun_logs_one_parent_and_two_children_is_idempotent_and_log
     assert parent.data.metrics["test/acc_mean"] == 0.5 and parent.data.tags["failure_value"] == "0.5"
     assert "0 seeds finished, 2 diverged (seeds 1, 2), entered at 0.5" in other.stdout
 
-    retried = rerun(diverging, uri, fake_mnist_dir, "--retry-diverged")
-    assert retried.returncode == 0, retried.stderr[-3000:]
-    assert "2 diverged before, retried (--retry-diverged)" in retried.stdout
-    statuses = [c.info.status for c in client.search_runs(
-        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")]
-    assert statuses == ["FAILED"] * 4
 
 
 @pytest.mark.slow
@@ -164,9 +158,11 @@ def test_a_config_file_for_another_family_is_refused(tmp_path, config_file, fake
 SPEC = TaskSpec("digit_pairs", (Head("z", "binary", metric="acc"),), (2, 14, 14), "val/acc", "test/acc")
 
 
-def test_a_diverged_seed_is_done_and_counted_and_retried_only_when_asked(tmp_path, monkeypatch, capsys):
+def test_a_diverged_seed_is_done_and_counted_and_retried_only_when_asked(tmp_path, monkeypatch, capsys, config_file,
+                                                                         fake_mnist_dir):
     """run_reruns with the training replaced by a stand-in that logs as train_missing does (no Ray): seed 2
-    diverges; the next call trains nothing, --retry-diverged trains seed 2 again."""
+    diverges; the next call trains nothing, --retry-diverged trains seed 2 again; then the same through the
+    command's own entry, flag included."""
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "test")
     accuracy = {1: 0.9, 2: 0.8, 3: 0.94}
     diverging, trained = {2}, []
@@ -212,3 +208,16 @@ def test_a_diverged_seed_is_done_and_counted_and_retried_only_when_asked(tmp_pat
     assert sorted(finished) == [1, 2, 3] and diverged == {}  # the FAILED run stays in MLflow, superseded
     [parent] = tracker.search("tags.`study.role` = 'parent'")
     assert (parent.data.metrics["n_finished"], parent.data.metrics["n_diverged"]) == (3, 0)
+
+    # study.rerun hands --retry-diverged on (its real training: the idempotency test above)
+    trained.clear()
+    diverging.add(2)
+    args = ["--family", "base_aux", "--config", str(config_file), "--seeds", "3", "--tracking-uri", tracker.uri,
+            "--experiment", "test", "--data-dir", str(fake_mnist_dir), "--device", "cpu"]
+    first = run_in_process("study.rerun", *args)
+    assert first.returncode == 0 and "2 seeds finished, 1 diverged (seeds 2)" in first.stdout, first.stderr
+    diverging.clear()
+    assert "not retried" in run_in_process("study.rerun", *args).stdout
+    retried = run_in_process("study.rerun", *args, "--retry-diverged")
+    assert retried.returncode == 0 and "1 diverged before, retried (--retry-diverged)" in retried.stdout
+    assert trained == [[1, 2, 3], [2]]
