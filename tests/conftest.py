@@ -15,12 +15,6 @@ import pytest
 from helpers import free_port, make_fake_cifar100, make_fake_mnist
 
 
-def pytest_collection_modifyitems(config, items):
-    """Slow tests first (the order is otherwise kept): the two workers then finish together, instead of one
-    waiting out a long end-to-end run that was handed out last."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 @pytest.fixture(scope="session")
 def fake_mnist_dir(tmp_path_factory) -> Path:
     return make_fake_mnist(tmp_path_factory.mktemp("fake_mnist"))
