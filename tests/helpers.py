@@ -129,6 +129,11 @@ def read_until(process: subprocess.Popen, text: str, seconds: float) -> None:
     assert any(text in line for line in seen), "".join(seen)[-2000:]
 
 
+def files_under(folder: Path) -> set[str]:
+    """Every file and folder under `folder`, relative to it: to check that a command wrote or deleted nothing."""
+    return {str(path.relative_to(folder)) for path in folder.rglob("*")}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -13,15 +13,12 @@ import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from helpers import REPO, TINY_SPACE, make_fake_mnist, optuna_trials, run_in_process, run_module, trial_dirs
+from helpers import (REPO, TINY_SPACE, files_under, make_fake_mnist, optuna_trials, run_in_process, run_module,
+                     trial_dirs)
 from study.faults import faulty
 from study.searcher import optuna_study
 
 CONFIG = "family: base\nepochs: 1\nc: 4\nf: 8\ndropout: 0.1\nbatchnorm: true\nn_train: 100\nn_val: 60\nn_test: 40\n"
-
-
-def files_under(folder: Path) -> set[str]:
-    return {str(path.relative_to(folder)) for path in folder.rglob("*")}
 
 
 MISTAKES = [  # (name, module, args, what the one line must say); {data}, {space}, {config}, {work} are filled in

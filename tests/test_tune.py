@@ -10,7 +10,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from helpers import REPO, TINY_SPACE, optuna_trials, read_until, run_in_process, run_module, trial_dirs
+from helpers import (REPO, TINY_SPACE, files_under, optuna_trials, read_until, run_in_process, run_module,
+                     trial_dirs)
 from study.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, NOTE_TAG
 
 BOX = set("╭╮╰╯│├┤─")  # Ray's table borders
@@ -70,15 +71,14 @@ def test_a_tiny_job_prints_its_trials_logs_its_reruns_then_finds_itself_finished
     searchers = sorted((study / "ray" / "search").glob("searcher-state-*.pkl"))  # one per run that resumed
     for searcher in searchers:
         searcher.write_bytes(searcher.read_bytes()[:40])
-    before = {str(path.relative_to(study)) for path in study.rglob("*")}
+    before = files_under(study)
     broken = run_module("study.tune", *args)
     assert broken.returncode == 2, broken.stderr[-3000:]
     lines = broken.stderr.strip().splitlines()
     assert len(lines) == 1 and f"resuming the study in {study} failed" in lines[0], broken.stderr[-3000:]
     assert "--fresh" in lines[0] and "resume-error.log" in lines[0]
     assert "Traceback" in (study / "resume-error.log").read_text()
-    after = {str(path.relative_to(study)) for path in study.rglob("*")}
-    assert after - {"resume-error.log"} >= before and all(path.stat().st_size == 40 for path in searchers)
+    assert files_under(study) - {"resume-error.log"} >= before and all(path.stat().st_size == 40 for path in searchers)
 
 
 def assert_console_output(done) -> None:
