@@ -26,15 +26,18 @@ def newest(folder: Path, pattern: str) -> Path | None:
     return found[-1] if found else None
 
 
-def set_aside_a_snapshot_without_searcher(experiment: str) -> Path | None:
-    """A kill during Ray's first copy of its snapshot, after the trials' file, before the searcher's, leaves a
-    snapshot Ray cannot resume: it logs that the searcher has no checkpoint, goes on without one, and the resumed
-    study waits forever (seen in the kill test). Such a snapshot is moved aside, trials and all, so that the search
-    starts over; Optuna's record of its trials is settled after the search (study.interruptions). Returns where it
-    went, or None when the newest snapshot is whole (or there is none, or the storage is not a local path)."""
+def set_aside_a_snapshot_ray_cannot_resume(experiment: str) -> Path | None:
+    """A kill during Ray's first save of its snapshot can leave one Ray cannot resume, though its tuner.pkl says it
+    can: the trials' file without the searcher's (Ray logs that the searcher has no checkpoint, goes on without
+    one, and the resumed study waits forever), or the searcher's without the trials' file, whose copy the kill cut
+    off (Ray's restore finds no experiment_state and fails); both seen in the kill test. Such a snapshot is moved
+    aside, trials and all, so that the search starts over; Optuna's record of its trials is settled after the
+    search (study.interruptions). Returns where it went, or None when the newest snapshot is whole (or there is
+    none, or the storage is not a local path)."""
     folder = Path(experiment)
-    if "://" in experiment or newest(folder, "experiment_state-*.json") is None \
-            or newest(folder, "searcher-state-*.pkl") is not None:
+    if "://" in experiment or not (folder / "tuner.pkl").exists():
+        return None
+    if newest(folder, "experiment_state-*.json") is not None and newest(folder, "searcher-state-*.pkl") is not None:
         return None
     number = 1
     while (aside := folder.with_name(f"{folder.name}-cut-off-{number}")).exists():

@@ -45,7 +45,7 @@ from study.errors import Interrupted, StudyError
 from study.files import read_yaml, write_yaml
 from study.interruptions import settle_what_interruptions_left
 from study.ray_session import check_reachable_from_every_node, connect_ray, join_cluster_before_writing
-from study.ray_snapshot import align_search_state_with_trials, set_aside_a_snapshot_without_searcher
+from study.ray_snapshot import align_search_state_with_trials, set_aside_a_snapshot_ray_cannot_resume
 from study.rerun import run_reruns
 from study.search_diagnostics import SEARCH_FIGURES, write_search_figures
 from study.selection import SELECTION_FILE, SelectionPlan, select
@@ -294,10 +294,10 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, task, plug
     experiment = f"{storage}/{EXPERIMENT}"
     start = time.perf_counter()
     filesystem = storage_filesystem(storage)
-    aside = set_aside_a_snapshot_without_searcher(experiment)
+    aside = set_aside_a_snapshot_ray_cannot_resume(experiment)
     if aside is not None:
-        print(f"the interrupted study cannot be resumed: a kill cut off Ray's first snapshot before its searcher "
-              f"was saved; its trials are set aside in {aside} and the search starts over", flush=True)
+        print(f"the interrupted study cannot be resumed: a kill cut off Ray's first snapshot (its trials or its "
+              f"searcher were not saved); its trials are set aside in {aside} and the search starts over", flush=True)
     if tune.Tuner.can_restore(experiment, storage_filesystem=filesystem):
         print(f"resuming the interrupted study from {experiment}", flush=True)
         with resume_failures_explained(study_dir), ctrl_c_restored():
