@@ -88,11 +88,15 @@ def run_module(module: str, *args: str, env: dict | None = None, cwd: Path | Non
 
 def run_in_process(module: str, *args: str, env: dict | None = None, cwd: Path | None = None):
     """Run `python -m module args` through the command's own entry (study.cli.run of its main) inside this process:
-    its exit status and what it printed, as a CompletedProcess like run_module's. For the checks of bad input, which
-    end before anything trains: a new Python pays ~5 s of imports each (torch, Ray, MLflow), and there are dozens.
-    The environment and folder are the command's while it runs, then restored. Commands that start or join Ray stay
-    in run_module, as does one mistake of each command (tests/test_reliability.py) to check the real process's
-    exit status and stderr."""
+    its exit status and what it printed, as a CompletedProcess like run_module's. A new Python pays ~5 s of imports
+    (torch, Ray, MLflow), and a new Ray ~5 s more and ~4 s per worker process it starts; here the first command that
+    needs Ray starts it in this pytest worker and the later ones share it and its warm workers, as commands share a
+    user's running cluster. The environment and folder are the command's while it runs, then restored.
+
+    What stays in run_module: one mistake of each command (tests/test_reliability.py: the real process's exit status
+    and stderr), what must be killed or interrupted, what checks the console bytes a user sees (Ray's C++ side
+    writes to the file descriptors), what joins another cluster (--address), and commands whose Ray workers need the
+    test's environment (STUDY_INJECT_FAULTS) or plugins: a shared Ray's workers have this process's."""
     import contextlib
     import importlib
     import io
@@ -115,6 +119,29 @@ def run_in_process(module: str, *args: str, env: dict | None = None, cwd: Path |
         os.environ.clear()
         os.environ.update(saved_env)
     return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
+
+
+def run_script_in_process(script: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run `python script args` inside this process (runpy, as __main__): its exit status and what it printed, as a
+    CompletedProcess. For the benchmark scripts, which import study and may start Ray: as run_in_process, the
+    pytest worker's Ray and warm workers are shared instead of paying a new Python and a new Ray each time."""
+    import contextlib
+    import io
+    import runpy
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_argv, saved_path = sys.argv, list(sys.path)
+    sys.argv = [str(script), *args]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                runpy.run_path(str(script), run_name="__main__")
+            except SystemExit as exit:
+                code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+    return subprocess.CompletedProcess([str(script), *args], code, out.getvalue(), err.getvalue())
 
 
 def read_until(process: subprocess.Popen, text: str, seconds: float) -> None:

@@ -6,25 +6,20 @@ two times divided)."""
 from __future__ import annotations
 
 import csv
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-from helpers import REPO, TINY_SPACE
+from helpers import REPO, TINY_SPACE, run_script_in_process
 
 SMALL = ["n_train=100", "n_val=60", "n_test=40", "c=4", "f=8", "h=8", "batch_size=25"]
 NUMBER = r"([0-9]+(?:\.[0-9]+)?)"
 
 
-def run_benchmark(script: str, *args: str, timeout: float = 600) -> str:
-    """Run benchmarks/<script> as a user would (one torch thread: the tests share the machine); its stdout."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True, text=True,
-                          env=env, cwd=REPO, timeout=timeout)
-    assert done.returncode == 0, done.stderr[-3000:]
+def run_benchmark(script: str, *args: str) -> str:
+    """Run benchmarks/<script> in this process (the pytest worker's torch thread, its shared Ray); its stdout."""
+    done = run_script_in_process(REPO / "benchmarks" / script, *args)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     return done.stdout
 
 

@@ -328,14 +328,10 @@ def test_rerun_of_the_preset_needs_the_data_and_says_so_in_one_line(tmp_path):
 
 def test_the_epoch_benchmark_runs(tmp_path):
     """benchmarks/cifar100_epoch.py --quick on CPU, so the script that times the families cannot rot."""
-    import subprocess
-    import sys
+    from helpers import REPO, run_script_in_process
 
-    from helpers import REPO
-
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "cifar100_epoch.py"), "--quick", "--threads", "1",
-                           "--families", "shared_reuse_fine"], capture_output=True, text=True, timeout=300,
-                          cwd=tmp_path)
+    done = run_script_in_process(REPO / "benchmarks" / "cifar100_epoch.py", "--quick", "--threads", "1",
+                                 "--families", "shared_reuse_fine")
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line.split() for line in done.stdout.splitlines() if line.split()[:1] == ["shared_reuse_fine"]]
     # seconds per training batch, wall clock, printed to 0.001 s: a fast machine may print 0.000

@@ -21,7 +21,7 @@ def test_a_tiny_comparison_searches_selects_reruns_and_reports_then_resumes_as_d
     args = ["--families", "base,sep", "--spaces", str(spaces), "--num-samples", "2", "--seeds", "3",
             "--study-seeds", "2", "--select-top", "2", "--select-seeds", "2", "--data-dir", str(fake_mnist_dir),
             "--device", "cpu", "--tracking-uri", uri, "--out", str(out)]
-    done = run_module("study.compare", *args, timeout=900)
+    done = run_in_process("study.compare", *args)  # sharing this process's Ray: helpers.run_in_process
     assert done.returncode == 0, done.stderr[-3000:]
     assert "[1/2] base" in done.stdout and "[2/2] sep" in done.stdout
     for family in ("base", "sep"):
@@ -62,7 +62,7 @@ def test_a_tiny_comparison_searches_selects_reruns_and_reports_then_resumes_as_d
 
     n_seed_runs = len(client.search_runs([experiment], "tags.`study.role` = 'seed'"))
     assert n_seed_runs == 4 * 3 + 2 * 3
-    again = run_module("study.compare", *args, timeout=900)  # finished: nothing is searched or trained again
+    again = run_in_process("study.compare", *args)  # finished: nothing is searched or trained again
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("is finished") == 4 and "robust selection: the top" not in again.stdout
     assert len(client.search_runs([experiment], "tags.`study.role` = 'seed'")) == n_seed_runs

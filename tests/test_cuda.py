@@ -11,20 +11,16 @@ the CPU-vs-CUDA test also checks, with TF32 left at PyTorch's default, that both
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import small_config
+from helpers import REPO, run_script_in_process, small_config
 from study.batched import fit_batched
 from study.tasks.digit_pairs import make_pairs
 from study.train import fit
 
-REPO = Path(__file__).resolve().parent.parent
 SEEDS = [1, 2, 3]
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: torch.cuda.is_available() is False "
                                                                       "(run on a GPU machine: benchmarks/gpu_check.sh)")
@@ -138,8 +134,8 @@ def test_cuda_and_cpu_both_learn_at_default_precision_and_dropout(fake_mnist):
 def test_gpu_check_quick_runs_on_cpu():
     """benchmarks/gpu_check.py --quick on CPU prints its three sections (no timing is checked; on CPU the precision
     section compares fp32 with bf16 autocast)."""
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--quick", "--device", "cpu",
-                           "--families", "sep_aux", "dense"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    done = run_script_in_process(REPO / "benchmarks" / "gpu_check.py", "--quick", "--device", "cpu", "--families",
+                                 "sep_aux", "dense")
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     for expected in ("(i) fit: seconds per epoch", "sep_aux", "dense", "(ii) reruns: sep_aux", "sequential (2 fits)",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import run_in_process, run_module
+from helpers import run_in_process
 from study import rerun as rerun_module
 from study.rerun import rerun_seeds
 from study.tasks import Head, TaskSpec
@@ -45,7 +45,7 @@ def config_file(tmp_path):
 
 
 def rerun(config_file, uri, data_dir, *extra):
-    return run_module("study.rerun", "--family", "base_aux", "--config", str(config_file), "--seeds", "2",
+    return run_in_process("study.rerun", "--family", "base_aux", "--config", str(config_file), "--seeds", "2",
                       "--tracking-uri", uri, "--experiment", "test", "--data-dir", str(data_dir), "--device", "cpu",
                       *extra)
 

@@ -53,14 +53,15 @@ def test_a_tiny_job_prints_its_trials_logs_its_reruns_then_finds_itself_finished
     assert_console_output(done)
     assert_mlflow_runs(done.stdout, uri)
 
-    again = run_module("study.tune", *args)
+    # the rest in this process, sharing its Ray (helpers.run_in_process); the broken resume's one line in a real one
+    again = run_in_process("study.tune", *args)
     assert again.returncode == 0 and "is finished" in again.stdout
     assert "2 of 2 seeds already finished" in again.stdout
     assert len(trial_dirs(study)) == 3 and len(optuna_trials(study)) == 3
 
     # killed after the last trial but before best_config.yaml was written: the rerun derives the same best
     (study / "best_config.yaml").unlink()
-    third = run_module("study.tune", *args)
+    third = run_in_process("study.tune", *args)
     assert third.returncode == 0, third.stderr[-3000:]
     assert yaml.safe_load((study / "best_config.yaml").read_text())["trial_id"] == best["trial_id"]
     assert len(trial_dirs(study)) == 3 and len(optuna_trials(study)) == 3
@@ -132,7 +133,7 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials_and_verb
     assert finished
 
     # resumed with --verbose: today's flag, not the one saved with the study, brings Ray's tables back
-    resumed = run_module("study.tune", *args, "--verbose")
+    resumed = run_in_process("study.tune", *args, "--verbose")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming the interrupted study" in resumed.stdout
     assert "Trial status" in resumed.stdout and BOX & set(resumed.stdout)
