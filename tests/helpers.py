@@ -3,6 +3,8 @@ format (so torchvision's own loader runs), small configs, running a command as a
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import socket
 import struct
@@ -97,51 +99,51 @@ def run_in_process(module: str, *args: str, env: dict | None = None, cwd: Path |
     and stderr), what must be killed or interrupted, what checks the console bytes a user sees (Ray's C++ side
     writes to the file descriptors), what joins another cluster (--address), and commands whose Ray workers need the
     test's environment (STUDY_INJECT_FAULTS) or plugins: a shared Ray's workers have this process's."""
-    import contextlib
     import importlib
-    import io
 
     from study.cli import run
 
     main = importlib.import_module(module).main
+    with as_a_command([module, *args], env, cwd) as result:
+        result.returncode = run(main, list(args))
+    return result
+
+
+def run_script_in_process(script: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run `python script args` inside this process (runpy, as __main__), as run_in_process runs a module: for the
+    benchmark scripts, which import study and may start Ray."""
+    import runpy
+
+    with as_a_command([str(script), *args]) as result:
+        runpy.run_path(str(script), run_name="__main__")
+    return result
+
+
+@contextlib.contextmanager
+def as_a_command(argv: list[str], env: dict | None = None, cwd: Path | None = None):
+    """Inside: this process as a new one running `argv` would be (its arguments, environment, folder; what it prints
+    captured); yields the CompletedProcess to be, whose returncode a SystemExit sets. Afterwards all is restored:
+    what a command sets in os.environ (study.console sets RAY_AIR_NEW_OUTPUT=0) must not reach later tests'
+    commands, which inherit this process's environment (it turned a --verbose resume's tables into Ray's legacy
+    ones)."""
+    result = subprocess.CompletedProcess(argv, 0)
     out, err = io.StringIO(), io.StringIO()
-    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    saved_env, saved_cwd, saved_argv, saved_path = dict(os.environ), os.getcwd(), sys.argv, list(sys.path)
     os.environ.update(env or {})
     os.chdir(cwd or REPO)
+    sys.argv = list(argv)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                code = run(main, list(args))
-            except SystemExit as exit:  # argparse's usage errors
-                code = exit.code
+                yield result
+            except SystemExit as exit:  # argparse's usage errors, a script's exit
+                result.returncode = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
     finally:
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)
-    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
-
-
-def run_script_in_process(script: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run `python script args` inside this process (runpy, as __main__): its exit status and what it printed, as a
-    CompletedProcess. For the benchmark scripts, which import study and may start Ray: as run_in_process, the
-    pytest worker's Ray and warm workers are shared instead of paying a new Python and a new Ray each time."""
-    import contextlib
-    import io
-    import runpy
-
-    out, err = io.StringIO(), io.StringIO()
-    saved_argv, saved_path = sys.argv, list(sys.path)
-    sys.argv = [str(script), *args]
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                runpy.run_path(str(script), run_name="__main__")
-            except SystemExit as exit:
-                code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
-    finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
-    return subprocess.CompletedProcess([str(script), *args], code, out.getvalue(), err.getvalue())
+        result.stdout, result.stderr = out.getvalue(), err.getvalue()
 
 
 def read_until(process: subprocess.Popen, text: str, seconds: float) -> None:
