@@ -11,6 +11,14 @@ from pathlib import Path
 from study.errors import StudyError
 
 
+# A started instance's own settings (a joined cluster keeps its head's). Ray ends a task worker idle for 1 s while
+# more processes than CPUs live, so each search's trial actors cost the seeds' and selection's workers, which the
+# next step starts again (~4 CPU-s each: torch's import); kept a minute, a tiny comparison started 10 worker
+# processes instead of 22 and used 60 CPU-s instead of 97. Beyond a minute idle, Ray's limit applies again (a GPU
+# task's worker holds its CUDA memory while alive).
+LOCAL_RAY_SETTINGS = {"idle_worker_killing_time_threshold_ms": 60_000}
+
+
 def connect_ray(address: str | None, worker_output: bool = False, plugins: tuple[str, ...] | list[str] = ()) -> None:
     """`address` (else RAY_ADDRESS) joins a running cluster; without one, Ray starts here with this machine's
     CPUs and GPUs. A second call in the same process keeps the first connection.
@@ -36,7 +44,8 @@ def connect_ray(address: str | None, worker_output: bool = False, plugins: tuple
     try:
         # "local" starts a fresh instance: without it ray.init() joins whatever Ray already runs on this machine
         ray.init(address=address or "local", include_dashboard=False, logging_level="WARNING",
-                 log_to_driver=worker_output, runtime_env=worker_runtime_env(list(plugins)) or None)
+                 log_to_driver=worker_output, runtime_env=worker_runtime_env(list(plugins)) or None,
+                 _system_config=None if address else LOCAL_RAY_SETTINGS)
     except AuthenticationError as exc:  # RAY_AUTH_MODE=token but no token here; not a ConnectionError
         raise StudyError(f"Ray token authentication is on here (RAY_AUTH_MODE=token) but finds no token to join "
                          f"--address {address} ({first_sentence(exc)}): {token_advice()}") from None
