@@ -20,7 +20,6 @@ seeds are not retrained.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -123,4 +122,4 @@ def rerun_defaults(args, family: str, experiment: str, plugins: list[str]) -> No
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    cli.run_as_command(main)

@@ -10,7 +10,6 @@ and `key=value` overrides on top.
 
 from __future__ import annotations
 
-import sys
 import time
 
 from study import cli
@@ -63,4 +62,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    cli.run_as_command(main)

@@ -27,7 +27,6 @@ import csv
 import io
 import json
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -695,4 +694,4 @@ PAIRWISE_FIELDS = {"task": "the task both families ran", "metric": "the metric c
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    cli.run_as_command(main)

@@ -15,7 +15,6 @@ retried unless --retry-diverged is given.
 
 from __future__ import annotations
 
-import sys
 
 from study import cli
 from study.cli import Compute
@@ -304,4 +303,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    cli.run_as_command(main)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import sys
 import time
 import traceback
 from contextlib import contextmanager
@@ -419,4 +418,4 @@ def prepare_study_dir(study_dir: Path, settings: dict, fresh: bool) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    cli.run_as_command(main)

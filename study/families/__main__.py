@@ -1,6 +1,5 @@
 """`python -m study.families [--plugin MODULE]`: every registered family, by task, with its hyperparameters."""
 
-import sys
 
 from study import cli
 
@@ -21,4 +20,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    cli.run_as_command(main)
