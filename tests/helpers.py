@@ -146,9 +146,9 @@ def as_a_command(argv: list[str], env: dict | None = None, cwd: Path | None = No
         result.stdout, result.stderr = out.getvalue(), err.getvalue()
 
 
-def read_until(process: subprocess.Popen, text: str, seconds: float) -> None:
-    """Read a command's stdout line by line until a line holds `text`; fails, with the output read, if the command
-    ends or `seconds` pass first."""
+def read_until(process: subprocess.Popen, text: str, seconds: float) -> str:
+    """Read a command's stdout line by line until a line holds `text`; returns what was read. Fails, with the
+    output read, if the command ends or `seconds` pass first."""
     deadline, seen = time.time() + seconds, []
     while time.time() < deadline:
         line = process.stdout.readline()
@@ -156,6 +156,7 @@ def read_until(process: subprocess.Popen, text: str, seconds: float) -> None:
         if not line or text in line:
             break
     assert any(text in line for line in seen), "".join(seen)[-2000:]
+    return "".join(seen)
 
 
 def files_under(folder: Path) -> set[str]:

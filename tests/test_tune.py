@@ -111,14 +111,20 @@ def assert_mlflow_runs(out: str, uri: str) -> None:
 
 
 @pytest.mark.slow
-def test_an_interrupted_study_resumes_without_rerunning_finished_trials_and_verbose_shows_rays_tables(
+def test_an_interrupted_study_resumes_without_rerunning_finished_trials_then_one_ctrl_c_stops_its_reruns(
         tmp_path, space, fake_mnist_dir):
+    """Ctrl-C during the search; the same command with --verbose resumes it (Ray's tables back) without running
+    finished trials again, then goes on to the reruns, where one Ctrl-C stops them: Ray Tune leaves its own Ctrl-C
+    handler installed after a search, which swallowed the first Ctrl-C of the reruns (it only printed "ending Ray
+    Tune run"). (Once two tests, each with its own search: the reruns' Ctrl-C now comes after a resumed one.)"""
     study = tmp_path / "study"
     # One trial at a time, 50 epochs each, never stopped early; the Ctrl-C comes as soon as the console reports
     # trial 1 finished, so trial 2 (started at once on the reused actor) has 50 epochs to go. Waiting for trial
     # folders instead was a race: Ray may create a folder only at its first sync, after short trials all ended.
-    args = tune_args(space, study, fake_mnist_dir, "--num-samples", "3", "--max-concurrent", "1",
-                     "--max-epochs", "50", "--grace-period", "50")
+    args = ["--family", "base", "--space", str(space), "--study-dir", str(study), "--data-dir", str(fake_mnist_dir),
+            "--device", "cpu", "--num-samples", "3", "--max-concurrent", "1", "--max-epochs", "50",
+            "--grace-period", "50", "--select-top", "1", "--seeds", "30",
+            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
     process = subprocess.Popen([sys.executable, "-m", "study.tune", *args], cwd=REPO, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     read_until(process, " 1/3 trial ", seconds=240)
@@ -134,39 +140,31 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials_and_verb
 
     # resumed with --verbose: today's flag, not the one saved with the study, brings Ray's tables back (a real
     # process: in this one, Ray's tables may go to a stream Ray's logging set up earlier, not to what is captured)
-    resumed = run_module("study.tune", *args, "--verbose")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming the interrupted study" in resumed.stdout
-    assert "Trial status" in resumed.stdout and BOX & set(resumed.stdout)
-    assert "3/3 trial " in resumed.stdout  # our trial lines too
+    errors = tmp_path / "resumed.err"
+    with errors.open("w") as stderr:
+        resumed = subprocess.Popen([sys.executable, "-m", "study.tune", *args, "--verbose"], cwd=REPO, text=True,
+                                   stdout=subprocess.PIPE, stderr=stderr)
+        # the first rerun seed's line: 29 seeds of 50 epochs to go (had the Ctrl-C no effect, the command would end 0)
+        out = read_until(resumed, "test/acc", seconds=300)
+        resumed.send_signal(signal.SIGINT)  # one Ctrl-C
+        try:
+            out += resumed.communicate(timeout=60)[0]
+        except subprocess.TimeoutExpired:
+            resumed.kill()
+            resumed.communicate()
+            pytest.fail(f"one Ctrl-C did not stop the reruns within 60 s: {errors.read_text()[-2000:]}")
+    err = errors.read_text()
+    assert resumed.returncode == 130, err[-3000:]
+    assert "reruns stopped" in err and "Stop signal received" not in err + out
+    assert "resuming the interrupted study" in out
+    assert "Trial status" in out and BOX & set(out)
+    assert "3/3 trial " in out  # our trial lines too
     assert len(trial_dirs(study)) == 3
     for trial, results in finished.items():
         assert (trial / "result.json").read_text() == results, f"finished {trial.name} was run again"
     best = yaml.safe_load((study / "best_config.yaml").read_text())
     assert best["counts"]["trials"] == 3
     assert len([t for t in optuna_trials(study) if t.state == optuna.trial.TrialState.COMPLETE]) == 3
-
-
-@pytest.mark.slow
-def test_one_ctrl_c_during_the_reruns_after_a_search_stops_them(tmp_path, space, fake_mnist_dir):
-    """Ray Tune leaves its own Ctrl-C handler installed after a search, which swallowed the first Ctrl-C of the
-    reruns that follow (it only printed "ending Ray Tune run"): one Ctrl-C must stop them."""
-    args = ["--family", "base", "--space", str(space), "--study-dir", str(tmp_path / "study"), "--data-dir",
-            str(fake_mnist_dir), "--device", "cpu", "--num-samples", "1", "--select-top", "1", "--seeds", "30",
-            "--max-epochs", "50", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
-    process = subprocess.Popen([sys.executable, "-m", "study.tune", *args], cwd=REPO, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # the first rerun seed's line: 29 seeds of 50 epochs to go (had the Ctrl-C no effect, the command would end 0)
-    read_until(process, "test/acc", seconds=300)
-    process.send_signal(signal.SIGINT)  # one Ctrl-C
-    try:
-        out, err = process.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, err = process.communicate()
-        pytest.fail(f"one Ctrl-C did not stop the reruns within 60 s: {err[-2000:]}")
-    assert process.returncode == 130, err[-3000:]
-    assert "reruns stopped" in err and "Stop signal received" not in err + out
 
 
 INVERTED = TINY_SPACE.replace("low: 4, high: 8", "low: 8, high: 4")
