@@ -93,9 +93,10 @@ def test_the_table_holds_at_least_fifteen_mistakes():
     assert len(MISTAKES) >= 15
 
 
-def start_in_own_group(module: str, *args: str, env: dict | None = None) -> subprocess.Popen:
+def start_in_own_group(module: str, *args: str, env: dict | None = None,
+                       stdout=subprocess.DEVNULL) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+                            stdout=stdout, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
 
 
 def kill_group(process: subprocess.Popen) -> None:
@@ -169,63 +170,12 @@ def test_a_snapshot_cut_off_in_ray_s_first_save_is_set_aside_so_the_search_start
 
 
 @pytest.mark.slow
-def test_a_resume_from_a_snapshot_mixed_by_a_kill_neither_hangs_nor_changes_the_trial_count(tmp_path,
-                                                                                             fake_mnist_dir):
-    """A kill during Ray's copy of its snapshot can leave the search state of an older save beside the trials of a
-    newer one (seen in the soak). Made here on purpose: after a kill, the newest search state is rewound to claim
-    that no trial was made yet and that two trials are live whatever their state. Restored as is, Ray's
-    ConcurrencyLimiter would wait forever for those that finished and the counter would overshoot; the study must end with exactly
-    the trials asked for. A finished trial's folder emptied by such a kill gets its files back from Ray's record."""
-    from ray import cloudpickle
-    from ray.tune import ExperimentAnalysis
-
-    space = tmp_path / "space.yaml"
-    # 60-epoch trials, never stopped early, and Ray's state saved every second: with actor reuse, short trials all
-    # ended before a finished one showed in the saved state and the kill could land
-    space.write_text(TINY_SPACE.replace("epochs: 2", "epochs: 60"))
-    study = tmp_path / "study"
-    args = ["--family", "base", "--space", str(space), "--study-dir", str(study), "--data-dir", str(fake_mnist_dir),
-            "--device", "cpu", "--num-samples", "5", "--max-concurrent", "2", "--grace-period", "60", "--no-rerun"]
-    first = start_in_own_group("study.tune", *args, env={"TUNE_GLOBAL_CHECKPOINT_S": "1"})
-    experiment = study / "ray" / "search"
-
-    def a_finished_trial_saved() -> bool:
-        return any("TERMINATED" in state.read_text() for state in experiment.glob("experiment_state-*"))
-
-    wait_for(lambda: len(trial_dirs(study)) >= 3 and a_finished_trial_saved())
-    kill_group(first)
-    assert not (study / "best_config.yaml").exists(), "the study ended before the kill: nothing to resume"
-
-    generator_file = sorted(experiment.glob("search_gen_state-*.json"))[-1]
-    generator = cloudpickle.loads(generator_file.read_bytes())
-    said_live = {d.name[len("trial_"):] for d in trial_dirs(study)[:2]}
-    generator["counter"] = 0
-    generator["name:ConcurrencyLimiter"].update(live_trials=said_live, num_unfinished_live_trials=2)
-    generator_file.write_bytes(cloudpickle.dumps(generator))
-    # and a trial Ray saved as finished lost its files to the same kind of kill
-    saved = next(t for t in ExperimentAnalysis(str(experiment)).trials if t.status == "TERMINATED")
-    (experiment / f"trial_{saved.trial_id}" / "params.json").unlink()
-    (experiment / f"trial_{saved.trial_id}" / "result.json").write_text("")
-
-    resumed = run_in_process("study.tune", *args)  # sharing this process's Ray: helpers.run_in_process
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "from another snapshot than its trials" in resumed.stdout
-    best = yaml.safe_load((study / "best_config.yaml").read_text())
-    assert best["counts"]["trials"] == 5 and len(trial_dirs(study)) == 5
-    assert "left behind Ray's saved state" in resumed.stdout and saved.trial_id in resumed.stdout
-    restored = experiment / f"trial_{saved.trial_id}"
-    assert json.loads((restored / "params.json").read_text()) == saved.config
-    assert json.loads((restored / "result.json").read_text())["val/acc_best"] == saved.last_result["val/acc_best"]
-    assert [t.state for t in optuna_trials(study)].count(TrialState.COMPLETE) >= 5
-
-
-@pytest.mark.slow
 def test_soak_twenty_trials_with_faults_a_kill_and_a_resume_account_exactly(tmp_path, fake_mnist_dir):
     """20 two-epoch trials, some stopped by ASHA after one, about 35% made to fail (STUDY_INJECT_FAULTS), SIGKILL
     mid-way, then resume and reruns: Ray holds exactly 20 trials, the failures are exactly the faulty configs,
     Optuna agrees with Ray, and MLflow holds each rerun seed exactly once. (Once 100 one-epoch trials at 10%, then
     50 two-epoch ones at 20%, 30 at 25%: each failed attempt costs a new trial process, ~4 CPU-s, the soak's main
-    cost. The mid-way kill of multi-epoch trials stopped early, once a moment of the kill test below, is this one.)"""
+    cost.)"""
     space = tmp_path / "space.yaml"
     space.write_text(TINY_SPACE)
     study, uri = tmp_path / "study", f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -390,25 +340,78 @@ def assert_optuna_agrees_with_ray(study: Path, exactly: bool) -> None:
     assert not unclaimed or not exactly
 
 
+def finished_trial_saved(experiment: Path) -> bool:
+    return any(status == "TERMINATED" for status, _ in saved_trial_states(experiment))
+
+
+def mix_the_snapshot_as_a_kill_can(experiment: Path):
+    """What a kill during Ray's copy of its snapshot can leave (seen in the soak), made on purpose: the newest
+    search state rewound to claim that no trial was made yet and that two trials are live whatever their state
+    (restored as is, Ray's ConcurrencyLimiter would wait forever for those that finished and the counter would
+    overshoot), and a trial Ray saved as finished with its folder's files lost. Returns that trial."""
+    from ray import cloudpickle
+    from ray.tune import ExperimentAnalysis
+
+    generator_file = sorted(experiment.glob("search_gen_state-*.json"))[-1]
+    generator = cloudpickle.loads(generator_file.read_bytes())
+    said_live = {d.name[len("trial_"):] for d in sorted(experiment.glob("trial_*"))[:2]}
+    generator["counter"] = 0
+    generator["name:ConcurrencyLimiter"].update(live_trials=said_live, num_unfinished_live_trials=2)
+    generator_file.write_bytes(cloudpickle.dumps(generator))
+    saved = next(t for t in ExperimentAnalysis(str(experiment)).trials if t.status == "TERMINATED")
+    (experiment / f"trial_{saved.trial_id}" / "params.json").unlink()
+    (experiment / f"trial_{saved.trial_id}" / "result.json").write_text("")
+    return saved
+
+
 @pytest.mark.slow
-def test_a_study_of_multi_epoch_trials_killed_early_then_late_resumes_to_exactly_its_trials(tmp_path, fake_mnist_dir):
-    """SIGKILL (the whole process group: no cleanup) at the two ends of a study whose trials report many epochs
-    and are stopped early by ASHA (the soak above kills one mid-way): while its first trials start, then, run again,
-    while its last trials finish; the same command then ends with exactly --num-samples trials, Ray and Optuna
-    agreeing trial for trial. (Once two tests, one kill each: the second kill now lands on a resumed study.)"""
+def test_a_study_killed_early_mid_way_with_a_mixed_snapshot_and_late_resumes_to_exactly_its_trials(tmp_path,
+                                                                                                 fake_mnist_dir):
+    """SIGKILL (the whole process group: no cleanup) three times in one study of multi-epoch trials stopped early
+    by ASHA (the soak above kills one of faulty trials): while its first trials start; once a finished trial is saved, its
+    snapshot then mixed as a kill during Ray's copy can leave it (mix_the_snapshot_as_a_kill_can), which the next
+    run must neither hang on nor count wrong, giving the emptied trial folder its files back from Ray's record;
+    and while its last trials finish. The same command then ends with exactly --num-samples trials, Ray and Optuna
+    agreeing trial for trial. (Once three tests: the kill early, the kill late, and the mixed snapshot, which had
+    a study of its own.)"""
     space = tmp_path / "space.yaml"
     space.write_text(TINY_SPACE.replace("epochs: 2", "epochs: 40"))
     study = tmp_path / "study"
+    experiment = study / "ray" / "search"
     args = ["--family", "base", "--space", str(space), "--study-dir", str(study), "--data-dir", str(fake_mnist_dir),
             "--device", "cpu", "--num-samples", "8", "--max-concurrent", "2", "--grace-period", "2", "--no-rerun"]
-    for trials_started in (1, 8):  # early, late
-        run = start_in_own_group("study.tune", *args)
-        wait_for(lambda: len(trial_dirs(study)) >= trials_started or run.poll() is not None)
-        kill_group(run)
+    # Ray's state saved every second: a finished trial shows in it while the study still runs
+    saving = {"TUNE_GLOBAL_CHECKPOINT_S": "1"}
+
+    early = start_in_own_group("study.tune", *args, env=saving)
+    wait_for(lambda: len(trial_dirs(study)) >= 1 or early.poll() is not None)
+    kill_group(early)
+
+    mid = start_in_own_group("study.tune", *args, env=saving)
+    wait_for(lambda: mid.poll() is not None or (len(trial_dirs(study)) >= 3 and finished_trial_saved(experiment)))
+    kill_group(mid)
+    assert not (study / "best_config.yaml").exists(), "the study ended before the kill: nothing to resume"
+    saved = mix_the_snapshot_as_a_kill_can(experiment)
+
+    out = tmp_path / "after-the-mixed-snapshot.out"
+    with out.open("w") as stdout:
+        # unbuffered: what it printed must reach the file before the SIGKILL
+        late = start_in_own_group("study.tune", *args, env={**saving, "PYTHONUNBUFFERED": "1"}, stdout=stdout)
+        wait_for(lambda: len(trial_dirs(study)) >= 8 or late.poll() is not None)
+        kill_group(late)
+    after_mixed = out.read_text()
+    assert "from another snapshot than its trials" in after_mixed, after_mixed[-3000:]
 
     resumed = run_in_process("study.tune", *args)  # sharing this process's Ray: helpers.run_in_process
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Traceback" not in resumed.stderr, resumed.stderr[-3000:]
+    # lost files are restored once the search has finished: by the late run if the kill came after that, else here
+    restoring = [line for line in (after_mixed + resumed.stdout).splitlines()
+                 if "left behind Ray's saved state" in line]
+    assert len(restoring) == 1 and saved.trial_id in restoring[0], after_mixed[-2000:] + resumed.stdout[-2000:]
     best = yaml.safe_load((study / "best_config.yaml").read_text())
     assert best["counts"]["trials"] == 8 and len(trial_dirs(study)) == 8
+    restored = experiment / f"trial_{saved.trial_id}"
+    assert json.loads((restored / "params.json").read_text()) == saved.config
+    assert json.loads((restored / "result.json").read_text())["val/acc_best"] == saved.last_result["val/acc_best"]
     assert_optuna_agrees_with_ray(study, exactly=False)
