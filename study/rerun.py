@@ -15,7 +15,6 @@ retried unless --retry-diverged is given.
 
 from __future__ import annotations
 
-
 from study import cli
 from study.cli import Compute
 from study.config_files import choose_config

@@ -1,6 +1,5 @@
 """`python -m study.families [--plugin MODULE]`: every registered family, by task, with its hyperparameters."""
 
-
 from study import cli
 
 
