@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import math
+import os
 import sys
 from dataclasses import dataclass
 from typing import Callable, NoReturn
@@ -15,6 +16,7 @@ from study.errors import Interrupted, StudyError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a reader that stopped early, as for `yes | head`
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -116,8 +118,17 @@ def run_as_command(main: Callable[[list[str] | None], int | None]) -> NoReturn:
 
     gc.freeze() first: Python's last garbage collection at exit walks every object left (~640,000 once torch, Ray
     and MLflow are loaded) and made each command end ~3 s after its last line, for nothing (the memory goes with
-    the process). Ray's and MLflow's exit handlers still run."""
-    status = run(main)
+    the process). Ray's and MLflow's exit handlers still run.
+
+    Output piped to a reader that stopped early (`... | head`) ends the command quietly, as it ends `cat`, instead
+    of with a BrokenPipeError traceback."""
+    try:
+        status = run(main)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it at /dev/null so that flush has nowhere to fail
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = EXIT_BROKEN_PIPE
     gc.freeze()
     sys.exit(status)
 

@@ -1,5 +1,8 @@
 """Every digit-pair family: shapes, gradients, weight sharing, the auxiliary head; the registry's errors."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -147,3 +150,9 @@ def test_the_family_listing_names_every_family_under_its_task(capsys):
     pairs = listing[listing.index("digit_pairs:"):]
     assert all(f"\n  {family} " in pairs for family in PAIR_FAMILIES)
     assert "c, f, h, dropout, batchnorm, aux_weight" in listing  # base_aux's hyperparameters
+
+    # `python -m study.families | head -1`: a reader that stops early ends the command quietly, no traceback
+    piped = subprocess.Popen([sys.executable, "-m", "study.families"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    piped.stdout.close()  # the reader stopped before the first line
+    stderr = piped.stderr.read().decode()
+    assert piped.wait() == 141 and "Traceback" not in stderr, stderr
