@@ -25,9 +25,11 @@ def quiet_libraries() -> None:
     MLflow sets its loggers' levels when it is imported, from MLFLOW_LOGGING_LEVEL (set here unless the user set
     it; an MLflow imported already is set directly); Optuna through its own set_verbosity. Ray Tune's new output
     engine prints its experiment table and "View detailed results" even at verbose=0; its legacy engine
-    (RAY_AIR_NEW_OUTPUT=0) prints nothing at verbose=0, and TrialConsole prints what a user needs."""
+    (RAY_AIR_NEW_OUTPUT=0) prints nothing at verbose=0, and TrialConsole prints what a user needs. A failing
+    trial's traceback, which Ray Tune logs in full each time, stays in its error.txt: the trial's line names it."""
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     import optuna
