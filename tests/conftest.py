@@ -15,6 +15,13 @@ import pytest
 from helpers import free_port, make_fake_cifar100, make_fake_mnist
 
 
+def pytest_collection_modifyitems(items):
+    """The slow tests first (a stable sort: each keeps its place among its kind). pytest-xdist hands tests to its
+    workers in this order, so the long end-to-end runs overlap each other and the many quick tests fill the gaps at
+    the end, instead of one worker starting the longest test while the other has nothing left to run."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def fake_mnist_dir(tmp_path_factory) -> Path:
     return make_fake_mnist(tmp_path_factory.mktemp("fake_mnist"))
