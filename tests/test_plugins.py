@@ -59,8 +59,12 @@ def write(path, text: str):
 
 
 @pytest.fixture(autouse=True)
-def clean_slate(monkeypatch):
-    """Each test's plugins leave no family, task, module or sys.path entry behind, and STUDY_PLUGINS is unset."""
+def clean_slate(monkeypatch, tmp_path):
+    """Each test's plugins leave no family, task, module or sys.path entry behind, and STUDY_PLUGINS is unset.
+
+    Only the plugins' own modules (files under the test's tmp_path) are forgotten: a library first imported during
+    the test stays, as a second copy of it would break it (SQLAlchemy's compiled statement cache then met enum
+    members of a first copy of its own module, "'InternalTraversal' object is not callable", in later tests)."""
     monkeypatch.delenv(PLUGINS_VARIABLE, raising=False)
     registries = [(registry, dict(registry.entries), dict(registry.modules)) for registry in (FAMILIES, TASKS)]
     modules, path = set(sys.modules), list(sys.path)
@@ -69,7 +73,8 @@ def clean_slate(monkeypatch):
         registry.entries.clear(), registry.entries.update(entries)
         registry.modules.clear(), registry.modules.update(owners)
     for name in set(sys.modules) - modules:
-        del sys.modules[name]
+        if str(getattr(sys.modules[name], "__file__", None) or "").startswith(str(tmp_path)):
+            del sys.modules[name]
     sys.path[:] = path
 
 
