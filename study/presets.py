@@ -23,6 +23,7 @@ then `common`, then its own `config`.
 
 from __future__ import annotations
 
+import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,9 @@ from study.errors import StudyError
 from study.space import default_space_path, load_space
 from study.tasks import get_task_class
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+# package data (pyproject.toml maps the checkout's folder into the package), a folder on disk whether installed
+# from the wheel or editable
+PRESETS_DIR = Path(str(importlib.resources.files("study.preset_tables")))
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
-        self.kind = kind
+    def __init__(self, kind: str, plural: str):
+        self.kind, self.plural = kind, plural
         self.entries: dict[str, T] = {}
         self.modules: dict[str, str] = {}
 
@@ -24,7 +24,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self.entries:
-            raise StudyError(f"unknown {self.kind} {name!r}; valid {self.kind}s: {', '.join(sorted(self.entries))}")
+            raise StudyError(f"unknown {self.kind} {name!r}; valid {self.plural}: {', '.join(sorted(self.entries))}")
         return self.entries[name]
 
     def __contains__(self, name: object) -> bool:

@@ -15,6 +15,7 @@ Every problem with a file is a StudyError naming the file and the key, raised be
 
 from __future__ import annotations
 
+import importlib.resources
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,9 @@ from study.errors import StudyError
 from study.families import family_hyperparameters, get_family
 from study.tasks import DEFAULT_TASK, get_task_class
 
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+# package data (pyproject.toml maps the checkout's folder into the package), a folder on disk whether installed
+# from the wheel or editable
+SPACES_DIR = Path(str(importlib.resources.files("study.search_spaces")))
 PARAM_TYPES = ("float", "int", "categorical", "bool")
 SPEC_KEYS = {"float": {"type", "low", "high", "log", "default"}, "int": {"type", "low", "high", "log", "default"},
              "categorical": {"type", "choices", "default"}, "bool": {"type", "default"}}

@@ -92,9 +92,14 @@ def test_aux_weight_scales_the_digit_loss():
     torch.testing.assert_close(with_aux, without + 2.0 * digit_ce)
 
 
-def test_unknown_family_lists_the_valid_names():
-    with pytest.raises(StudyError, match="unknown family 'resnet'.*aux, aux_reg, base, base_aux, conv, dense"):
+def test_unknown_family_lists_the_valid_names_of_its_task():
+    with pytest.raises(StudyError, match="unknown family 'resnet'; valid families: aux, aux_reg, base, base_aux"):
         get_family("resnet")
+    with pytest.raises(StudyError) as error:
+        get_family("resnet", "arrays")
+    assert str(error.value) == ("unknown family 'resnet'; valid families of arrays: "
+                                f"{', '.join(families_of('arrays'))}")
+    assert "base" not in str(error.value)  # digit_pairs' families are not offered for arrays
 
 
 def test_a_key_the_family_does_not_use_is_named():

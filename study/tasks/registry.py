@@ -8,7 +8,7 @@ from study.tasks.base import Task
 
 DEFAULT_TASK = "digit_pairs"
 
-TASKS: Registry[type[Task]] = Registry("task")
+TASKS: Registry[type[Task]] = Registry("task", "tasks")
 
 
 def register_task(cls: type[Task]) -> type[Task]:

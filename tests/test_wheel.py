@@ -1,0 +1,65 @@
+"""The package as a Dockerfile or a cluster node installs it: the wheel built from this checkout, installed outside it
+(`pip install --target`, no dependencies: they come from this environment), run from an unrelated folder."""
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO, TINY_SPACE, write_arrays
+
+
+@pytest.mark.slow
+def test_the_wheel_holds_every_subpackage_and_its_data_and_runs_outside_the_checkout(tmp_path, fake_mnist_dir):
+    source, wheels = tmp_path / "source", tmp_path / "wheels"
+    for part in ("study", "search_spaces", "presets"):  # a copy: setuptools writes build/ and egg-info beside it
+        shutil.copytree(REPO / part, source / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / part, source / part)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(source)],
+                           capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr[-3000:]
+    [wheel] = wheels.glob("*.whl")
+    assert wheel.name.startswith("architecture_family_study-")
+    names = zipfile.ZipFile(wheel).namelist()
+    # each file of the checkout's package, search spaces and presets is in the wheel, where importlib finds it
+    shipped = {*(str(p.relative_to(REPO)) for p in (REPO / "study").rglob("*.py")),
+               *(f"study/{p.relative_to(REPO)}" for p in (REPO / "search_spaces").rglob("*.yaml")),
+               *(f"study/preset_tables/{p.name}" for p in (REPO / "presets").glob("*.yaml"))}
+    assert shipped <= set(names), sorted(shipped - set(names))
+
+    target, elsewhere = tmp_path / "installed", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+                                str(wheel)], capture_output=True, text=True, timeout=600)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    env = {**os.environ, "PYTHONPATH": str(target)}  # the installed copy, not this checkout
+
+    def command(*args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=elsewhere,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    where = command("-c", "import study.space, study.presets; print(study.space.__file__, study.space.SPACES_DIR, "
+                          "study.presets.PRESETS_DIR)").stdout.split()
+    assert all(path.startswith(str(target)) for path in where), where
+    assert command("-m", "study", "--version").stdout.strip() == "architecture-family-study 0.1.0"
+    assert "arrays:" in command("-m", "study.families").stdout
+    small = ["--epochs", "1", "n_train=100", "n_val=60", "n_test=40"]
+    # the family's search-space defaults come from the installed package data
+    pairs = command("-m", "study.fit", "--family", "base", "--data-dir", str(fake_mnist_dir), "--device", "cpu",
+                    *small, "c=4", "f=8")
+    assert pairs.stdout.splitlines()[-1].startswith("test/acc")
+    arrays = command("-m", "study.fit", "--task", "arrays", "--data", write_arrays(tmp_path), "--family",
+                     "split_heads", "--device", "cpu", "--epochs", "1")
+    assert "test/" in arrays.stdout.splitlines()[-1]
+    space = elsewhere / "space.yaml"
+    space.write_text(TINY_SPACE)
+    tuned = command("-m", "study.tune", "--family", "base", "--space", str(space), "--data-dir", str(fake_mnist_dir),
+                    "--device", "cpu", "--num-samples", "2", "--no-rerun")
+    assert "[2/2 trials]" in tuned.stdout and (elsewhere / "studies" / "base" / "best_config.yaml").exists()
