@@ -36,6 +36,11 @@ class ResumableOptunaSearch(OptunaSearch):
     # Ray trial ids whose Optuna trial had finished when this searcher was restored; none for a new search
     finished_before_restore: frozenset[str] = frozenset()
 
+    def _setup_study(self, mode) -> None:
+        super()._setup_study(mode)
+        # the objective's name in the study, so optuna-dashboard labels it (else "Objective 0")
+        self._ot_study.set_metric_names([self._metric])
+
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
         finished = {trial._trial_id for trial in self._ot_study.get_trials(deepcopy=False) if trial.state.is_finished()}

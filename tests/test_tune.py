@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from helpers import (REPO, TINY_SPACE, files_under, optuna_trials, read_until, run_in_process, run_module,
                      trial_dirs)
+from study.searcher import optuna_study
 from study.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, NOTE_TAG
 
 BOX = set("╭╮╰╯│├┤─")  # Ray's table borders
@@ -49,6 +50,7 @@ def test_a_tiny_job_prints_its_trials_logs_its_reruns_then_finds_itself_finished
     assert "test/acc" not in (study / "ray" / "search").joinpath(f"trial_{best['trial_id']}", "result.json").read_text()
     trials = optuna_trials(study)
     assert len(trials) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert optuna_study(study, "base").metric_names == ["val/acc_best"]  # optuna-dashboard's label for it
     assert max(t.value for t in trials) == pytest.approx(best["val/acc_best"])
     assert_console_output(done)
     assert_mlflow_runs(done.stdout, uri)
