@@ -71,7 +71,8 @@ def register_family(*, task: str | tuple[str, ...]):
 def get_family(family: str, task: str | None = None) -> Family:
     """The family, checked to serve `task` when one is given (an unknown name is then told that task's families)."""
     if task is not None and family not in FAMILIES:
-        raise StudyError(f"unknown family {family!r}; valid families of {task}: {', '.join(families_of(task))}")
+        raise StudyError(f"unknown family {family!r}; valid families of {task}: "
+                         f"{', '.join(families_of(task)) or 'none'}")
     entry = FAMILIES.get(family)
     if task is not None and task not in entry.tasks:
         raise StudyError(f"family {family!r} is for task {', '.join(entry.tasks)}, not {task!r}; families of "
