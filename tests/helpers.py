@@ -81,8 +81,9 @@ def small_cifar_config(task, family: str, **overrides) -> dict:
     return task.with_settings(resolve_config(family, {**CIFAR_SHRINK, **overrides}, task="cifar100"))
 
 
-def run_module(module: str, *args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 300):
-    """Run `python -m module args` as a user would; returns the CompletedProcess."""
+def run_module(module: str, *args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 1200):
+    """Run `python -m module args` as a user would; returns the CompletedProcess. `timeout` only guards against a
+    hang: beside two CPU burners the plugin study's ~50 s command took more than 300 s."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=full_env,
                           cwd=cwd or REPO, timeout=timeout)
