@@ -105,7 +105,7 @@ def kill_group(process: subprocess.Popen) -> None:
     process.wait(timeout=60)
 
 
-def wait_for(condition, seconds: float = 240) -> None:
+def wait_for(condition, seconds: float = 900) -> None:
     deadline = time.time() + seconds
     while not condition():
         if time.time() > deadline:
@@ -186,7 +186,7 @@ def test_soak_twelve_trials_with_faults_a_kill_and_a_resume_account_exactly(tmp_
     rate = 0.5  # no faulty config among 12, or no sound one: 0.5 ** 12 = 2e-4 each
     faults = {"STUDY_INJECT_FAULTS": str(rate)}
     first = start_in_own_group("study.tune", *args, env=faults)
-    wait_for(lambda: len(trial_dirs(study)) >= 5, seconds=600)
+    wait_for(lambda: len(trial_dirs(study)) >= 5)
     kill_group(first)
     assert not (study / "best_config.yaml").exists()
 
