@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from helpers import REPO, TINY_SPACE, write_arrays
+from helpers import REPO, TINY_SPACE, run_module, write_arrays
 
 
 @pytest.mark.slow
@@ -36,29 +36,29 @@ def test_the_wheel_holds_every_subpackage_and_its_data_and_runs_outside_the_chec
     installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
                                 str(wheel)], capture_output=True, text=True, timeout=600)
     assert installed.returncode == 0, installed.stderr[-3000:]
-    env = {**os.environ, "PYTHONPATH": str(target)}  # the installed copy, not this checkout
+    installed_only = {"PYTHONPATH": str(target)}  # the installed copy, not this checkout
 
-    def command(*args: str) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=elsewhere,
-                              timeout=600)
+    def command(module: str, *args: str) -> subprocess.CompletedProcess:
+        done = run_module(module, *args, env=installed_only, cwd=elsewhere)
         assert done.returncode == 0, done.stderr[-3000:]
         return done
 
-    where = command("-c", "import study.space, study.presets; print(study.space.__file__, study.space.SPACES_DIR, "
-                          "study.presets.PRESETS_DIR)").stdout.split()
-    assert all(path.startswith(str(target)) for path in where), where
-    assert command("-m", "study", "--version").stdout.strip() == "architecture-family-study 0.1.0"
-    assert "arrays:" in command("-m", "study.families").stdout
+    where = subprocess.run([sys.executable, "-c", "import study.space, study.presets; print(study.space.__file__, "
+                            "study.space.SPACES_DIR, study.presets.PRESETS_DIR)"], capture_output=True, text=True,
+                           env={**os.environ, **installed_only}, cwd=elsewhere, timeout=600).stdout.split()
+    assert len(where) == 3 and all(path.startswith(str(target)) for path in where), where
+    assert command("study", "--version").stdout.strip() == "architecture-family-study 0.1.0"
+    assert "arrays:" in command("study.families").stdout
     small = ["--epochs", "1", "n_train=100", "n_val=60", "n_test=40"]
     # the family's search-space defaults come from the installed package data
-    pairs = command("-m", "study.fit", "--family", "base", "--data-dir", str(fake_mnist_dir), "--device", "cpu",
+    pairs = command("study.fit", "--family", "base", "--data-dir", str(fake_mnist_dir), "--device", "cpu",
                     *small, "c=4", "f=8")
     assert pairs.stdout.splitlines()[-1].startswith("test/acc")
-    arrays = command("-m", "study.fit", "--task", "arrays", "--data", write_arrays(tmp_path), "--family",
+    arrays = command("study.fit", "--task", "arrays", "--data", write_arrays(tmp_path), "--family",
                      "split_heads", "--device", "cpu", "--epochs", "1")
     assert "test/" in arrays.stdout.splitlines()[-1]
     space = elsewhere / "space.yaml"
     space.write_text(TINY_SPACE)
-    tuned = command("-m", "study.tune", "--family", "base", "--space", str(space), "--data-dir", str(fake_mnist_dir),
+    tuned = command("study.tune", "--family", "base", "--space", str(space), "--data-dir", str(fake_mnist_dir),
                     "--device", "cpu", "--num-samples", "2", "--no-rerun")
     assert "[2/2 trials]" in tuned.stdout and (elsewhere / "studies" / "base" / "best_config.yaml").exists()
