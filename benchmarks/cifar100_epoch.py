@@ -34,11 +34,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file from anywhere: import `study`
 
+from study.config.presets import load_presets  # noqa: E402
 from study.families import families_of  # noqa: E402
-from study.presets import load_presets  # noqa: E402
-from study.tasks.cifar100 import Cifar100, draw_splits, make_spec  # noqa: E402
 from study.tasks.base import TaskData  # noqa: E402
-from study.train import evaluate, fit, resolve_device  # noqa: E402
+from study.tasks.cifar100 import Cifar100, draw_splits, make_spec  # noqa: E402
+from study.training.train import evaluate, fit, resolve_device  # noqa: E402
 
 N_TRAIN, N_TEST, N_VAL = 50_000, 10_000, 5_000
 

@@ -11,8 +11,9 @@ places on noise, so the models learn), and the pairs are drawn by the task's own
         (search_spaces/digit_pairs/<family>.yaml: batch 100), on the device and, for comparison, on this
         machine's CPU (at most --cpu-budget seconds in all): the median over epochs 2..N (epoch 1 pays the start-up).
   (ii)  the rerun benchmark: K seeds of sep_aux at defaults (test split evaluated every epoch, as study.rerun does)
-        trained sequentially (K fits) and batched (study.batched.fit_batched, one vmapped model); the speed-up of
-        batched over sequential. Ray-parallel needs Ray (benchmarks/rerun_seeds.py runs all three where it is).
+        trained sequentially (K fits) and batched (study.training.batched.fit_batched, one vmapped model); the
+        speed-up of batched over sequential. Ray-parallel needs Ray (benchmarks/rerun_seeds.py runs all three where
+        it is).
   (iii) precision: sep_aux per epoch in fp32 as this repo runs it (on CUDA PyTorch's defaults: TF32 for cuDNN
         convolutions, full fp32 matmuls), in fp32 with TF32 off everywhere, with TF32 matmuls too (CUDA only), and
         with each forward and loss under torch.autocast(bfloat16) (`bf16_steps`, no change to study code); each
@@ -34,11 +35,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file from anywhere: import `study`
 
-from study.batched import fit_batched  # noqa: E402
 from study.families import families_of  # noqa: E402
-from study.space import resolve_config  # noqa: E402
+from study.search.space import resolve_config  # noqa: E402
 from study.tasks.digit_pairs import Mnist, make_pairs  # noqa: E402
-from study.train import fit, resolve_device  # noqa: E402
+from study.training.batched import fit_batched  # noqa: E402
+from study.training.train import fit, resolve_device  # noqa: E402
 
 QUICK_SHRINK = {"c": 4, "f": 8, "h": 8}  # --quick: the families' widths, cut down where they take the key
 QUICK = False  # set by --quick
@@ -159,9 +160,9 @@ def bf16_steps(device_type: str):
 
     Not one autocast around the whole fit: autocast caches the bf16 copies of the weights until its context exits,
     so the model would keep computing with its initial weights and never learn (sep_aux's loss stays flat)."""
-    import study.train
+    import study.training.train
 
-    build = study.train.build_model
+    build = study.training.train.build_model
 
     def build_autocast(spec, config):
         model = build(spec, config)
@@ -169,11 +170,11 @@ def bf16_steps(device_type: str):
         model.loss = torch.autocast(device_type, dtype=torch.bfloat16)(model.loss)
         return model
 
-    study.train.build_model = build_autocast
+    study.training.train.build_model = build_autocast
     try:
         yield
     finally:
-        study.train.build_model = build
+        study.training.train.build_model = build
 
 
 def precision_table(family: str, sizes: dict, data, device: torch.device, epochs: int) -> None:

@@ -18,12 +18,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file from anywhere: import `study`
 
-from study.batched import fit_batched  # noqa: E402
-from study.cli import parse_overrides  # noqa: E402
-from study.ray_session import connect_ray  # noqa: E402
+from study.infra.cli import parse_overrides  # noqa: E402
+from study.infra.ray_session import connect_ray  # noqa: E402
+from study.search.space import resolve_config  # noqa: E402
 from study.tasks import open_task  # noqa: E402
-from study.space import resolve_config  # noqa: E402
-from study.train import fit, resolve_device  # noqa: E402
+from study.training.batched import fit_batched  # noqa: E402
+from study.training.train import fit, resolve_device  # noqa: E402
 
 
 def sequential(config, seeds, datas, device):

@@ -1,7 +1,7 @@
 """Benchmark: does robust selection choose configs that do better on held-out test data?
 
 Per study seed: one search (study.tune, --no-rerun), then the search's best config and robust selection's choice
-(study.selection: the top --select-top configs trained on --select-seeds extra validation seeds) are each trained
+(study.search.selection: the top --select-top configs trained on --select-seeds extra validation seeds) are each trained
 on the same rerun seeds with test evaluation. Both come from the same search, so the search budget is equal by
 construction; selection's extra cost (top x seeds fits) is printed. Prints, per study seed and over all, the mean
 and the worst-seed test accuracy with and without selection and the paired difference.
@@ -22,11 +22,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file from anywhere: import `study`
 
 from study import tune  # noqa: E402
-from study.cli import Compute  # noqa: E402
-from study.config import validate_config  # noqa: E402
-from study.files import read_yaml  # noqa: E402
+from study.config.schema import validate_config  # noqa: E402
+from study.infra.cli import Compute  # noqa: E402
+from study.infra.files import read_yaml  # noqa: E402
 from study.rerun import rerun_seeds, train_seed  # noqa: E402
-from study.selection import SelectionPlan, select  # noqa: E402
+from study.search.selection import SelectionPlan, select  # noqa: E402
 from study.tasks import open_task  # noqa: E402
 
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 
 from ray.tune import Stopper  # noqa: E402
 
-from study.cli import parse_overrides  # noqa: E402
+from study.infra.cli import parse_overrides  # noqa: E402
 
 STRATEGIES = {"tpe+asha": ("tpe", "asha"), "random+asha": ("random", "asha"), "tpe": ("tpe", "none"),
               "random": ("random", "none")}
@@ -73,9 +73,9 @@ def run_study(family: str, space, strategy: str, study_seed: int, args, task, ro
     """One search with `strategy`; returns its curve, trial count and chosen config."""
     from ray import tune as ray_tune
 
-    from study.atomic_storage import storage_filesystem
-    from study.config import validate_config
-    from study.space import SearchSpace
+    from study.config.schema import validate_config
+    from study.search.atomic_storage import storage_filesystem
+    from study.search.space import SearchSpace
     from study.tune import EXPERIMENT, Budget, Objective, make_tuner, run_trial, storage_root, summarise
 
     fixed = task.with_settings({**space.fixed, **args.settings, "epochs": args.max_epochs, "seed": study_seed})
@@ -215,8 +215,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import optuna
 
-    from study.ray_session import connect_ray
-    from study.space import default_space_path, load_space
+    from study.infra.ray_session import connect_ray
+    from study.search.space import default_space_path, load_space
     from study.tasks import open_task
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file from anywhere: import `study`
 
-from study.files import read_yaml  # noqa: E402
+from study.infra.files import read_yaml  # noqa: E402
 
 
 def timed_train_seed(config: dict, task, threads: int, device: str | None) -> float:
@@ -61,7 +61,7 @@ def search_overhead(args, study_dir: Path) -> dict:
 def rerun_overhead(args) -> dict:
     import ray
 
-    from study.space import resolve_config
+    from study.search.space import resolve_config
     from study.tasks import open_task
 
     task = open_task("digit_pairs", args.data_dir)
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import ray
 
-    from study.ray_session import connect_ray
+    from study.infra.ray_session import connect_ray
 
     connect_ray(None)  # started before the clocks: Ray's own start is not the search's overhead
     with tempfile.TemporaryDirectory(prefix="search_overhead-") as tmp:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 
 from study import DISTRIBUTION, __doc__ as ABOUT
-from study.cli import ArgumentParser, run_as_command
+from study.infra.cli import ArgumentParser, run_as_command
 
 # (command, what it does); each is `python -m study.<command> --help` for its flags
 COMMANDS = (

@@ -23,9 +23,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from study import cli
-from study.errors import StudyError
-from study.space import default_space_path, load_space
+from study.infra import cli
+from study.infra.errors import StudyError
+from study.search.space import default_space_path, load_space
 from study.tune import DEFAULT_MAX_EPOCHS, add_selection_flags
 
 DEFAULTS_REFERENCE = "untuned defaults"  # the reference row's tag (study.rerun run_reruns `reference`)
@@ -108,10 +108,10 @@ def space_path(args, family: str) -> Path:
 def rerun_defaults(args, family: str, experiment: str, plugins: list[str]) -> None:
     """The family's search-space defaults, with the searches' epochs and study seed, rerun on the tuned configs'
     seeds: how much the tuning earned."""
-    from study.cli import Compute
-    from study.config import validate_config
+    from study.config.schema import validate_config
+    from study.infra.cli import Compute
+    from study.infra.tracking import Tracker
     from study.rerun import run_reruns
-    from study.tracking import Tracker
 
     space = load_space(space_path(args, family), family, args.task)
     task = cli.open_task(args)

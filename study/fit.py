@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import time
 
-from study import cli
-from study.space import resolve_config
-from study.train import fit, resolve_device
+from study.infra import cli
+from study.search.space import resolve_config
+from study.training.train import fit, resolve_device
 
 
 def format_metrics(metrics: dict) -> str:

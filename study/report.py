@@ -30,12 +30,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from study import cli
-from study.errors import StudyError
-from study.stats import (COMPARISON_FIELDS, DEFAULT_RESAMPLES, ORIENTATION_RULE, WORST, compare_all, describe,
-                         failure_rule, resolve_failure_value, with_failures)
-from study.search_diagnostics import SEARCH_FIGURES
-from study.tracking import DEFAULT_EXPERIMENT, ROLE, Tracker
+from study.infra import cli
+from study.infra.errors import StudyError
+from study.infra.tracking import DEFAULT_EXPERIMENT, ROLE, Tracker
+from study.reporting.stats import (COMPARISON_FIELDS, DEFAULT_RESAMPLES, ORIENTATION_RULE, WORST, compare_all,
+                                   describe, failure_rule, resolve_failure_value, with_failures)
+from study.search.diagnostics import SEARCH_FIGURES
 
 ALPHA = 0.05
 
@@ -654,7 +654,7 @@ def write_report(report: Report, out: Path) -> list[str]:
     """report.md, report.csv, pairwise.csv, report.html, the figures as PNG (published.csv with presets) in
     `out`; returns the file names written."""
     from study import report_html
-    from study.files import write_atomic
+    from study.infra.files import write_atomic
 
     out.mkdir(parents=True, exist_ok=True)
     figures = report_html.figures(report)  # file name -> PNG bytes

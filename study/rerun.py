@@ -15,18 +15,18 @@ retried unless --retry-diverged is given.
 
 from __future__ import annotations
 
-from study import cli
-from study.cli import Compute
-from study.config_files import choose_config
-from study.console import SeedProgress
-from study.errors import Interrupted, StudyError
-from study.figures import curve_names, learning_curves
-from study.presets import Preset, load_presets
-from study.ray_session import current_node, join_cluster_before_writing
-from study.ray_tasks import handle_each
-from study.stats import WORST, describe, format_summary, resolve_failure_value, with_failures
-from study.tracking import Tracker, default_experiment, environment_tags, resolve_tracking_uri, ui_link
-from study.train import NonFiniteLoss
+from study.config.files import choose_config
+from study.config.presets import Preset, load_presets
+from study.infra import cli
+from study.infra.cli import Compute
+from study.infra.console import SeedProgress
+from study.infra.errors import Interrupted, StudyError
+from study.infra.ray_session import current_node, join_cluster_before_writing
+from study.infra.ray_tasks import handle_each
+from study.infra.tracking import Tracker, default_experiment, environment_tags, resolve_tracking_uri, ui_link
+from study.reporting.figures import curve_names, learning_curves
+from study.reporting.stats import WORST, describe, format_summary, resolve_failure_value, with_failures
+from study.training.train import NonFiniteLoss
 
 
 def seed_summary_names(spec) -> tuple[str, str, str]:
@@ -51,7 +51,7 @@ def train_seed(config: dict, task, threads: int, device: str | None) -> tuple[li
     Ray node it ran on."""
     import torch
 
-    from study.train import fit
+    from study.training.train import fit
 
     torch.set_num_threads(threads)
     result = fit(config, task.draw(config["seed"], config), evaluate_test=True, device=device)
@@ -70,10 +70,11 @@ def preset_tags(preset: Preset) -> dict[str, str]:
 
 def train_seeds_batched(config: dict, seeds: list[int], task, threads: int,
                         device: str | None) -> list[tuple[int, list[dict], dict, str]]:
-    """All `seeds` in one Ray task as one batched model (study.batched); one (seed, history, summary, node) each."""
+    """All `seeds` in one Ray task as one batched model (study.training.batched); one (seed, history, summary, node)
+    each."""
     import torch
 
-    from study.batched import fit_batched
+    from study.training.batched import fit_batched
 
     torch.set_num_threads(threads)
     datas = [task.draw(seed, config) for seed in seeds]
@@ -84,7 +85,7 @@ def train_seeds_batched(config: dict, seeds: list[int], task, threads: int,
 
 def use_batched(mode: str, config: dict, gpus_per_trial: float, device: str | None) -> bool:
     """`auto` batches on CUDA only: measured on CPU, one batched run of K seeds was no faster than K runs."""
-    from study.batched import applies
+    from study.training.batched import applies
 
     reason = applies(config)
     if mode == "off" or (mode == "auto" and reason):
@@ -163,7 +164,7 @@ def train_missing(config: dict, missing: list[int], tracker: Tracker, parent_id:
                   compute: Compute) -> None:
     import ray
 
-    from study.ray_session import connect_ray
+    from study.infra.ray_session import connect_ray
 
     connect_ray(compute.address, plugins=compute.plugins)
     task_ref = ray.put(task)  # the task's data into the object store once, shared by every seed

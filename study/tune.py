@@ -34,23 +34,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from study import cli
-from study.atomic_storage import storage_filesystem
-from study.cli import Compute
-from study.config import validate_config
-from study.config_files import default_study_dir, load_config_file
-from study.console import SearchConsole, ray_verbosity, trial_console
-from study.errors import Interrupted, StudyError
-from study.files import read_yaml, write_yaml
-from study.interruptions import settle_what_interruptions_left
-from study.ray_session import check_reachable_from_every_node, connect_ray, join_cluster_before_writing
-from study.ray_snapshot import align_search_state_with_trials, set_aside_a_snapshot_ray_cannot_resume
+from study.config.files import default_study_dir, load_config_file
+from study.config.schema import validate_config
+from study.infra import cli
+from study.infra.cli import Compute
+from study.infra.console import SearchConsole, ray_verbosity, trial_console
+from study.infra.errors import Interrupted, StudyError
+from study.infra.files import read_yaml, write_yaml
+from study.infra.ray_session import check_reachable_from_every_node, connect_ray, join_cluster_before_writing
+from study.infra.tracking import Tracker, default_experiment, resolve_tracking_uri
 from study.rerun import run_reruns
-from study.search_diagnostics import SEARCH_FIGURES, write_search_figures
-from study.selection import SELECTION_FILE, SelectionPlan, select
-from study.space import SearchSpace, default_space_path, load_space
-from study.tracking import Tracker, default_experiment, resolve_tracking_uri
-from study.trial import Objective, run_trial  # what runs in a trial's worker, kept light to import
+from study.search.atomic_storage import storage_filesystem
+from study.search.diagnostics import SEARCH_FIGURES, write_search_figures
+from study.search.interruptions import settle_what_interruptions_left
+from study.search.ray_snapshot import align_search_state_with_trials, set_aside_a_snapshot_ray_cannot_resume
+from study.search.selection import SELECTION_FILE, SelectionPlan, select
+from study.search.space import SearchSpace, default_space_path, load_space
+from study.search.trial import Objective, run_trial  # what runs in a trial's worker, kept light to import
 
 EXPERIMENT = "search"
 TOP_SHOWN = 5
@@ -114,7 +114,7 @@ def make_tuner(space: SearchSpace, budget: Budget, objective: Objective, seed: i
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
-    from study.searcher import ResumableOptunaSearch, optuna_journal
+    from study.search.searcher import ResumableOptunaSearch, optuna_journal
 
     samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
     searcher = ResumableOptunaSearch(space=space.define_by_run(), metric=objective.metric, mode=objective.mode,
@@ -140,7 +140,7 @@ def make_tuner(space: SearchSpace, budget: Budget, objective: Objective, seed: i
 
 
 def console_settings(console: SearchConsole | None, verbose: bool) -> dict:
-    """RunConfig's output settings: our trial lines (study.console), Ray's own tables only with --verbose."""
+    """RunConfig's output settings: our trial lines (study.infra.console), Ray's own tables only with --verbose."""
     return {"verbose": ray_verbosity(verbose), "callbacks": [trial_console(console)] if console else []}
 
 
@@ -250,7 +250,7 @@ def add_selection_flags(parser) -> None:
 
 def choose_and_record(study_dir: Path, space: SearchSpace, plan: SelectionPlan, task, compute) -> tuple[dict, dict]:
     """The config to rerun (robust selection's winner, or the search's best) and what the reruns' parent run
-    records of the search: its compute, boundary warnings, selection and figures (study.tracking.log_search)."""
+    records of the search: its compute, boundary warnings, selection and figures (study.infra.tracking.log_search)."""
     best_file = study_dir / "best_config.yaml"
     best, raw = load_config_file(best_file, space.family, space.task), read_yaml(best_file)
     selection = select(study_dir, raw, plan, task, compute) if plan.active else {}
@@ -331,7 +331,7 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, task, plug
         "counts": {k: summary[k] for k in ("trials", "completed", "stopped_early", "diverged", "errored")},
         "compute": search_compute(summary["saved_trials"], elapsed),
         "boundary_warnings": space.boundary_warnings(best["config"]),
-        # what robust selection (study.selection) chooses from: the best trials that trained the full budget
+        # what robust selection (study.search.selection) chooses from: the best trials that trained the full budget
         "candidates": [{"trial_id": t["trial_id"], "value": t["value"], "config": validate_config(t["config"])}
                        for t in full_budget[:CANDIDATES_KEPT]],
         "optuna_reconciled": reconciled,

@@ -64,7 +64,7 @@ def make_fake_mnist(root: Path, n_train: int = 600, n_test: int = 200, seed: int
 def small_config(family: str, **overrides) -> dict:
     """The family's default config, shrunk so a few epochs take well under a second."""
     from study.families import family_hyperparameters
-    from study.space import resolve_config
+    from study.search.space import resolve_config
 
     shrink = {key: value for key, value in {"c": 4, "f": 8, "h": 8}.items() if key in family_hyperparameters(family)}
     return resolve_config(family, {"epochs": 2, "batch_size": 25, "n_train": 100, "n_val": 60, "n_test": 40,
@@ -76,7 +76,7 @@ CIFAR_SHRINK = {"epochs": 2, "batch_size": 50, "conv_width": 4, "fc_width": 16, 
 
 def small_cifar_config(task, family: str, **overrides) -> dict:
     """A cifar100 family's default config, shrunk to tiny widths and splits (`task`: the opened cifar100 task)."""
-    from study.space import resolve_config
+    from study.search.space import resolve_config
 
     return task.with_settings(resolve_config(family, {**CIFAR_SHRINK, **overrides}, task="cifar100"))
 
@@ -90,11 +90,11 @@ def run_module(module: str, *args: str, env: dict | None = None, cwd: Path | Non
 
 
 def run_in_process(module: str, *args: str, env: dict | None = None, cwd: Path | None = None):
-    """Run `python -m module args` through the command's own entry (study.cli.run of its main) inside this process:
-    its exit status and what it printed, as a CompletedProcess like run_module's. A new Python pays ~5 s of imports
-    (torch, Ray, MLflow), and a new Ray ~5 s more and ~4 s per worker process it starts; here the first command that
-    needs Ray starts it in this pytest worker and the later ones share it and its warm workers, as commands share a
-    user's running cluster. The environment and folder are the command's while it runs, then restored.
+    """Run `python -m module args` through the command's own entry (study.infra.cli.run of its main) inside this
+    process: its exit status and what it printed, as a CompletedProcess like run_module's. A new Python pays ~5 s of
+    imports (torch, Ray, MLflow), and a new Ray ~5 s more and ~4 s per worker process it starts; here the first command
+    that needs Ray starts it in this pytest worker and the later ones share it and its warm workers, as commands share
+    a user's running cluster. The environment and folder are the command's while it runs, then restored.
 
     What stays in run_module: one mistake of each command (tests/test_reliability.py: the real process's exit status
     and stderr), what must be killed or interrupted, what checks the console bytes a user sees (Ray's C++ side
@@ -102,7 +102,7 @@ def run_in_process(module: str, *args: str, env: dict | None = None, cwd: Path |
     test's environment (STUDY_INJECT_FAULTS) or plugins: a shared Ray's workers have this process's."""
     import importlib
 
-    from study.cli import run
+    from study.infra.cli import run
 
     main = importlib.import_module(module).main
     with as_a_command([module, *args], env, cwd) as result:
@@ -124,7 +124,7 @@ def run_script_in_process(script: Path, *args: str) -> subprocess.CompletedProce
 def as_a_command(argv: list[str], env: dict | None = None, cwd: Path | None = None):
     """Inside: this process as a new one running `argv` would be (its arguments, environment, folder; what it prints
     captured); yields the CompletedProcess to be, whose returncode a SystemExit sets. Afterwards all is restored:
-    what a command sets in os.environ (study.console sets RAY_AIR_NEW_OUTPUT=0) must not reach later tests'
+    what a command sets in os.environ (study.infra.console sets RAY_AIR_NEW_OUTPUT=0) must not reach later tests'
     commands, which inherit this process's environment (it turned a --verbose resume's tables into Ray's legacy
     ones)."""
     result = subprocess.CompletedProcess(argv, 0)
@@ -173,7 +173,7 @@ def free_port() -> int:
 
 def optuna_trials(study_dir, family: str = "base"):
     """The trials of the Optuna study of a study dir (its journal)."""
-    from study.searcher import optuna_study
+    from study.search.searcher import optuna_study
 
     return optuna_study(study_dir, family).trials
 

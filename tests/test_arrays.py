@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from helpers import run_in_process
-from study.errors import StudyError
 from study.families import build_model, families_of
-from study.space import resolve_config
+from study.infra.errors import StudyError
+from study.search.space import resolve_config
 from study.tasks import open_task
-from study.train import fit
+from study.training.train import fit
 
 HEADS = "a: classes:4\nr: regression\nb: binary\n"
 
@@ -284,7 +284,7 @@ def test_a_bad_size_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("family", families_of("arrays"))
 def test_batched_reruns_match_separate_fits(tmp_path, family):
-    from study.batched import fit_batched
+    from study.training.batched import fit_batched
 
     task = open_task("arrays", data=write(tmp_path, learnable(n=200, image=True)))
     cfg = config(family, task, dropout=0.0, epochs=2)

@@ -8,11 +8,11 @@ import sys
 import pyarrow.fs
 import pytest
 
-from study.atomic_storage import PARTIAL_SUFFIX, storage_filesystem
+from study.search.atomic_storage import PARTIAL_SUFFIX, storage_filesystem
 
 KILLED_WRITER = """
 import os, sys, pyarrow.fs
-from study.atomic_storage import storage_filesystem
+from study.search.atomic_storage import storage_filesystem
 path, kind = sys.argv[1], sys.argv[2]
 fs = storage_filesystem(path) if kind == "atomic" else pyarrow.fs.LocalFileSystem()
 stream = fs.open_output_stream(path)

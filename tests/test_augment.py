@@ -4,7 +4,7 @@ import torch
 
 from helpers import small_config
 from study.tasks.digit_pairs import augment_pairs, swap_images
-from study.train import fit
+from study.training.train import fit
 
 
 def test_a_swapped_pair_has_its_target_flipped_and_digits_swapped():

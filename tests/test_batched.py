@@ -4,11 +4,11 @@ through the command: tests/test_rerun.py."""
 import pytest
 
 from helpers import small_config
-from study.batched import applies, fit_batched
-from study.tasks.digit_pairs import make_pairs
-from study.errors import StudyError
+from study.infra.errors import StudyError
 from study.rerun import use_batched
-from study.train import fit
+from study.tasks.digit_pairs import make_pairs
+from study.training.batched import applies, fit_batched
+from study.training.train import fit
 
 SEEDS = [1, 2]
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from helpers import coarse_of, make_fake_cifar100, run_in_process, small_cifar_config
-from study.errors import StudyError
+from study.config.presets import load_presets
 from study.families import build_model, families_of, family_hyperparameters
-from study.presets import load_presets
+from study.infra.errors import StudyError
 from study.tasks import open_task
 from study.tasks.cifar100 import SPECS, load_cifar100, random_crop_flip
-from study.train import fit
+from study.training.train import fit
 
 FAMILIES = families_of("cifar100")
 SHARED = {"shared_conv", "shared_reuse_coarse", "shared_reuse_fine"}
@@ -262,8 +262,9 @@ def test_the_objective_head_setting_makes_coarse_the_objective(cifar100_task):
 
 
 def test_batched_reruns_match_separate_fits(cifar100_task, family="shared_reuse_fine"):
-    """On a GPU, reruns train the seeds as one vmapped model (study.batched): the reuse wiring must vmap too."""
-    from study.batched import fit_batched
+    """On a GPU, reruns train the seeds as one vmapped model (study.training.batched): the reuse wiring must vmap
+    too."""
+    from study.training.batched import fit_batched
 
     config = small_cifar_config(cifar100_task, family, n_train=100, n_val=50, dropout=0.0)
     seeds = [1, 2]
@@ -294,9 +295,9 @@ def test_the_preset_holds_the_six_published_rows_with_one_stated_setup():
 
 
 def test_the_report_puts_ours_beside_both_published_heads(tmp_path):
+    from study.infra.tracking import Tracker
     from study.report import main as report_main
     from study.rerun import preset_tags
-    from study.tracking import Tracker
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = Tracker(uri, "cifar100_sharing")

@@ -4,8 +4,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import TINY_SPACE, run_in_process, run_module
-from study.files import read_yaml
-from study.selection import selection_seeds
+from study.infra.files import read_yaml
+from study.search.selection import selection_seeds
 
 
 @pytest.mark.slow

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 from mlflow.tracking import MlflowClient
 
-from study.console import (LiveLine, SearchConsole, SeedProgress, eta_seconds, every_tenth, format_duration,
-                           progress_text, trial_line)
-from study.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, Tracker, parent_description, ui_link
+from study.infra.console import (LiveLine, SearchConsole, SeedProgress, eta_seconds, every_tenth,
+                                 format_duration, progress_text, trial_line)
+from study.infra.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, Tracker, parent_description, ui_link
 
 
 class Clock:

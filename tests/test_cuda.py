@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from helpers import REPO, run_script_in_process, small_config
-from study.batched import fit_batched
 from study.tasks.digit_pairs import make_pairs
-from study.train import fit
+from study.training.batched import fit_batched
+from study.training.train import fit
 
 SEEDS = [1, 2, 3]
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: torch.cuda.is_available() is False "

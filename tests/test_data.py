@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from helpers import make_fake_mnist, write_idx
+from study.infra.errors import StudyError
 from study.tasks.digit_pairs import load_mnist, make_pairs
-from study.errors import StudyError
 
 
 def test_same_seed_same_tensors_other_seed_other_tensors(fake_mnist):

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from helpers import small_config
-from study.config import validate_config
-from study.errors import StudyError
+from study.config.schema import validate_config
 from study.families import build_model, families_of, family_hyperparameters, get_family
+from study.infra.errors import StudyError
 from study.tasks.digit_pairs import SPEC
 
 BATCH = 5

@@ -66,15 +66,15 @@ def final_metrics(result) -> dict:
 
 @pytest.mark.parametrize("family, overrides, pinned", PINNED, ids=[f"{f}{o or ''}" for f, o, _ in PINNED])
 def test_a_digit_pair_fit_gives_the_numbers_it_gave_before_the_task_layer(family, overrides, pinned, pinned_data):
-    from study.train import fit
+    from study.training.train import fit
 
     result = fit(small_config(family, **overrides), pinned_data, evaluate_test=True, device="cpu")
     assert final_metrics(result) == pinned_approx(pinned)
 
 
 def test_batched_digit_pair_reruns_give_the_numbers_they_gave_before_the_task_layer(fake_mnist):
-    from study.batched import fit_batched
     from study.tasks.digit_pairs import make_pairs
+    from study.training.batched import fit_batched
 
     datas = [make_pairs(fake_mnist, seed, 100, 60, 40) for seed in (1, 2)]
     results = fit_batched(small_config("base_aux", dropout=0.0), [1, 2], datas, evaluate_test=True, device="cpu")

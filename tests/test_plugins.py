@@ -1,5 +1,5 @@
 """Plugins: a user's module registering a family or a task, loaded by --plugin / STUDY_PLUGINS in the driver and in
-every Ray worker (study.plugins)."""
+every Ray worker (study.infra.plugins)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from helpers import run_in_process, run_module
-from study.errors import StudyError
 from study.families import FAMILIES, get_family
-from study.plugins import PLUGINS_VARIABLE, load_plugins, worker_runtime_env
+from study.infra.errors import StudyError
+from study.infra.plugins import PLUGINS_VARIABLE, load_plugins, worker_runtime_env
 from study.tasks import TASKS
 
 # a family for digit_pairs as a user writes it: one hidden layer over both images, predicting the comparison only
@@ -192,7 +192,7 @@ def test_the_worker_runtime_env(tmp_path):
     plugin = str(tmp_path / "my_families.py")
     env = worker_runtime_env([plugin, "study.families.pair_nets", "json"])
     assert env == {"env_vars": {PLUGINS_VARIABLE: "my_families,study.families.pair_nets,json"},
-                   "worker_process_setup_hook": "study.plugins.import_in_worker",
+                   "worker_process_setup_hook": "study.infra.plugins.import_in_worker",
                    "py_modules": [plugin]}  # installed modules (this package, the standard library) are not shipped
 
 

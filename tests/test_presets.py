@@ -5,11 +5,11 @@ import csv
 import pytest
 
 from helpers import run_in_process
-from study.errors import StudyError
-from study.presets import load_presets, tables
+from study.config.presets import load_presets, tables
+from study.infra.errors import StudyError
+from study.infra.tracking import Tracker
 from study.report import main as report_main
-from study.tracking import Tracker
-from study.train import fit
+from study.training.train import fit
 
 ALL = [preset for table in tables() for preset in load_presets(table)]
 

@@ -1,4 +1,4 @@
-"""Ctrl-C while the driver waits on Ray tasks (study.ray_tasks)."""
+"""Ctrl-C while the driver waits on Ray tasks (study.infra.ray_tasks)."""
 
 import os
 import signal
@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from study.ray_tasks import ctrl_c_remembered
+from study.infra.ray_tasks import ctrl_c_remembered
 
 
 class CtrlCWhileCollected:

@@ -4,9 +4,9 @@ import os
 
 import pytest
 
+from study.search.space import resolve_config
 from study.tasks.digit_pairs import load_mnist, make_pairs
-from study.space import resolve_config
-from study.train import fit
+from study.training.train import fit
 
 pytestmark = [pytest.mark.real_data,
               pytest.mark.skipif(not os.environ.get("STUDY_DATA_DIR"), reason="STUDY_DATA_DIR is not set")]

@@ -15,8 +15,8 @@ from optuna.trial import TrialState
 
 from helpers import (REPO, TINY_SPACE, files_under, make_fake_mnist, optuna_trials, run_in_process, run_module,
                      trial_dirs)
-from study.faults import faulty
-from study.searcher import optuna_study
+from study.search.faults import faulty
+from study.search.searcher import optuna_study
 
 CONFIG = "family: base\nepochs: 1\nc: 4\nf: 8\ndropout: 0.1\nbatchnorm: true\nn_train: 100\nn_val: 60\nn_test: 40\n"
 
@@ -121,7 +121,7 @@ def test_optuna_is_settled_against_rays_saved_trials_after_a_kill(tmp_path):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    from study.interruptions import reconcile_optuna_with_ray
+    from study.search.interruptions import reconcile_optuna_with_ray
 
     storage = JournalStorage(JournalFileBackend(str(tmp_path / "optuna.journal")))
     study = optuna.create_study(study_name="base", storage=storage, direction="maximize")
@@ -150,7 +150,7 @@ def test_a_snapshot_cut_off_in_ray_s_first_save_is_set_aside_so_the_search_start
     """What a kill during Ray's first save can leave (both seen in the kill test below): the trials' and generator's
     files but no searcher (the resume then waited forever), or the searcher's and generator's but no trials' file
     (cut off mid-copy: the resume failed). Either is moved aside whole; a whole snapshot stays."""
-    from study.ray_snapshot import set_aside_a_snapshot_ray_cannot_resume
+    from study.search.ray_snapshot import set_aside_a_snapshot_ray_cannot_resume
 
     experiment = tmp_path / "ray" / "search"
     for number, saved in enumerate((["experiment_state-1.json", "search_gen_state-1.json"],

@@ -11,11 +11,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
+from study.infra.tracking import Tracker
 from study.report import main as report_main
+from study.reporting.stats import describe, holm
 from study.rerun import failure_tags
-from study.stats import describe, holm
 from study.tasks import Head, TaskSpec
-from study.tracking import Tracker
 
 PAIRS_SPEC = TaskSpec("digit_pairs", (Head("z", "binary", metric="acc"), Head("digits", "classes", 10,
                                                                                metric="digit_acc")),
@@ -239,7 +239,7 @@ def test_the_latest_config_of_a_family_is_the_one_compared(tmp_path, experiment)
 
 
 def test_a_missing_experiment_is_a_clear_error(tmp_path, experiment):
-    from study.errors import StudyError
+    from study.infra.errors import StudyError
 
     with pytest.raises(StudyError, match="no experiment 'nope'"):
         report_main(["--experiment", "nope", "--tracking-uri", experiment])

@@ -10,9 +10,9 @@ from mlflow.tracking import MlflowClient
 
 from helpers import run_in_process
 from study import rerun as rerun_module
+from study.infra.tracking import Tracker
 from study.rerun import rerun_seeds
 from study.tasks import Head, TaskSpec
-from study.tracking import Tracker
 
 CONFIG = """\
 family: base_aux

@@ -6,7 +6,7 @@ import statistics
 import pytest
 
 from study.report import FamilyResult, per_study_seed, variance_components
-from study.selection import SELECTION_SEED_BASE, choose, selection_seeds
+from study.search.selection import SELECTION_SEED_BASE, choose, selection_seeds
 
 
 def candidate(trial_id: str, search_value: float, values: list[float]) -> dict:

@@ -5,11 +5,11 @@ from pathlib import Path
 import optuna
 import pytest
 
-from study.errors import StudyError
 from study.families import FAMILIES, build_model, families_of
-from study.space import SPACES_DIR, load_space, resolve_config
+from study.infra.errors import StudyError
+from study.search.space import SPACES_DIR, load_space, resolve_config
 from study.tasks.digit_pairs import SPEC
-from study.train import fit
+from study.training.train import fit
 
 GOOD = """\
 family: base

@@ -1,5 +1,5 @@
-"""study.stats comparisons checked against independent computations: numpy by hand, exact enumeration, textbook
-values. Synthetic numbers only; no Ray, no MLflow."""
+"""study.reporting.stats comparisons checked against independent computations: numpy by hand, exact enumeration,
+textbook values. Synthetic numbers only; no Ray, no MLflow."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from study.errors import StudyError
-from study.stats import (COMPARISON_FIELDS, compare, compare_all, comparisons_markdown, describe, failure_rule,
-                         holm, with_failures)
+from study.infra.errors import StudyError
+from study.reporting.stats import (COMPARISON_FIELDS, compare, compare_all, comparisons_markdown, describe,
+                                   failure_rule, holm, with_failures)
 
 pytestmark = pytest.mark.filterwarnings("error")  # degenerate data must give NaN with a reason, not warnings
 

@@ -7,9 +7,9 @@ import pytest
 
 from helpers import small_cifar_config, small_config, write_arrays
 from study.families import FAMILIES
-from study.space import resolve_config
+from study.search.space import resolve_config
 from study.tasks import open_task
-from study.train import fit
+from study.training.train import fit
 
 TASK_FAMILIES = sorted((task, family) for family in FAMILIES for task in FAMILIES.entries[family].tasks)
 

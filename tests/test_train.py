@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from helpers import small_config
-from study.train import NonFiniteLoss, fit
+from study.training.train import NonFiniteLoss, fit
 
 
 def test_evaluate_test_adds_test_metrics_and_the_summary_uses_them(small_data):

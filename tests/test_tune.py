@@ -12,8 +12,8 @@ from mlflow.tracking import MlflowClient
 
 from helpers import (REPO, TINY_SPACE, files_under, optuna_trials, read_until, run_in_process, run_module,
                      trial_dirs)
-from study.searcher import optuna_study
-from study.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, NOTE_TAG
+from study.infra.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, NOTE_TAG
+from study.search.searcher import optuna_study
 
 BOX = set("╭╮╰╯│├┤─")  # Ray's table borders
 

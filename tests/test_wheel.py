@@ -43,8 +43,9 @@ def test_the_wheel_holds_every_subpackage_and_its_data_and_runs_outside_the_chec
         assert done.returncode == 0, done.stderr[-3000:]
         return done
 
-    where = subprocess.run([sys.executable, "-c", "import study.space, study.presets; print(study.space.__file__, "
-                            "study.space.SPACES_DIR, study.presets.PRESETS_DIR)"], capture_output=True, text=True,
+    where = subprocess.run([sys.executable, "-c", "import study.search.space, study.config.presets; "
+                            "print(study.search.space.__file__, study.search.space.SPACES_DIR, "
+                            "study.config.presets.PRESETS_DIR)"], capture_output=True, text=True,
                            env={**os.environ, **installed_only}, cwd=elsewhere, timeout=600).stdout.split()
     assert len(where) == 3 and all(path.startswith(str(target)) for path in where), where
     assert command("study", "--version").stdout.strip() == "architecture-family-study 0.1.0"

@@ -1,6 +1,6 @@
 """`python -m study.families [--plugin MODULE]`: every registered family, by task, with its hyperparameters."""
 
-from study import cli
+from study.infra import cli
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,8 +16,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from study.errors import StudyError
-from study.registration import Registry
+from study.infra.errors import StudyError
+from study.infra.registration import Registry
 from study.tasks.base import Head, TaskSpec
 
 

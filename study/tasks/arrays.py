@@ -53,10 +53,10 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from study.errors import StudyError
+from study.config.validation import number
+from study.infra.errors import StudyError
 from study.tasks.base import Head, Split, Task, TaskData, TaskSpec
 from study.tasks.registry import register_task
-from study.validation import number
 
 RESERVED = ("x", "split")
 SPLIT_NAMES = ("train", "val", "test")

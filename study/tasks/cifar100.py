@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from study.errors import StudyError
+from study.config.validation import non_negative_int, positive_int
+from study.infra.errors import StudyError
 from study.tasks.base import DEFAULT_DATA_DIR, Head, Split, Task, TaskData, TaskSpec, resolve_data_dir
 from study.tasks.registry import register_task
-from study.validation import non_negative_int, positive_int
 
 FOLDER = "cifar-100-python"  # torchvision's base_folder for CIFAR-100
 N_FINE, N_COARSE = 100, 20

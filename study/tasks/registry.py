@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from study.errors import StudyError
-from study.registration import Registry
+from study.infra.errors import StudyError
+from study.infra.registration import Registry
 from study.tasks.base import Task
 
 DEFAULT_TASK = "digit_pairs"

@@ -27,7 +27,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from study.errors import StudyError
+from study.infra.errors import StudyError
 
 DEFAULT_EXPERIMENT = "digit-pairs"
 

@@ -18,7 +18,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from study.files import read_yaml, write_yaml
+from study.infra.files import read_yaml, write_yaml
 
 SELECTION_SEED_BASE = 100_000
 SELECTION_FILE = "selection.yaml"
@@ -43,7 +43,7 @@ def validation_score(config: dict, task, metric: str, mode: str, threads: int, d
     search's own statistic); a seed whose loss diverges scores the worst possible value."""
     import torch
 
-    from study.train import NonFiniteLoss, fit
+    from study.training.train import NonFiniteLoss, fit
 
     torch.set_num_threads(threads)
     try:
@@ -112,8 +112,8 @@ def train_candidates(configs: list[dict], seeds: list[int], task, metric: str, m
     """(candidate index, seed) -> score, every pair a Ray task (they run as the cluster's resources allow)."""
     import ray
 
-    from study.ray_session import connect_ray
-    from study.ray_tasks import handle_each
+    from study.infra.ray_session import connect_ray
+    from study.infra.ray_tasks import handle_each
 
     connect_ray(compute.address, plugins=compute.plugins)
     task_ref = ray.put(task)

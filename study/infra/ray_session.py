@@ -8,7 +8,7 @@ import socket
 import uuid
 from pathlib import Path
 
-from study.errors import StudyError
+from study.infra.errors import StudyError
 
 
 # A started instance's own settings (a joined cluster keeps its head's). Ray ends a task worker idle for 1 s while
@@ -26,8 +26,8 @@ def connect_ray(address: str | None, worker_output: bool = False, plugins: tuple
     `worker_output`: show what trials' and seeds' processes print. Off by default: nothing of ours prints there,
     and what Ray's workers print (a worker stopped by SIGTERM can print a traceback of its own exit) is noise in the
     user's console; a failing trial's error still reaches the driver and Ray's error file.
-    `plugins`: the user's modules (study.plugins) every worker imports before it runs a trial or seed."""
-    from study.plugins import worker_runtime_env
+    `plugins`: the user's modules (study.infra.plugins) every worker imports before it runs a trial or seed."""
+    from study.infra.plugins import worker_runtime_env
 
     import ray
     from ray.exceptions import AuthenticationError

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 from scipy import special, stats
 
-from study.errors import StudyError
+from study.infra.errors import StudyError
 
 DEFAULT_CONFIDENCE = 0.95
 DEFAULT_RESAMPLES = 9999  # scipy's default for bootstrap and permutation tests

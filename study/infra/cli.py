@@ -12,7 +12,7 @@ from typing import Callable, NoReturn
 
 import yaml
 
-from study.errors import Interrupted, StudyError
+from study.infra.errors import Interrupted, StudyError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -75,7 +75,7 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
 
 def load_plugins(args) -> list[str]:
     """Import the user's modules named by --plugin and $STUDY_PLUGINS: before any family or task is looked up."""
-    from study.plugins import load_plugins as load
+    from study.infra.plugins import load_plugins as load
 
     return load(args.plugin)
 
@@ -191,10 +191,10 @@ def add_job_flags(parser) -> None:
 
 def parse_with_plugins(parser, argv: list[str] | None):
     """(args, plugins): the plugins are imported before the command looks up any family or task; without
-    --verbose the libraries' INFO lines are kept out of the console from here on (study.console)."""
+    --verbose the libraries' INFO lines are kept out of the console from here on (study.infra.console)."""
     args = parser.parse_args(argv)
     if not getattr(args, "verbose", False):
-        from study.console import quiet_libraries
+        from study.infra.console import quiet_libraries
 
         quiet_libraries()
     return args, load_plugins(args)

@@ -27,10 +27,10 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from study.errors import StudyError
+from study.infra.errors import StudyError
 
 PLUGINS_VARIABLE = "STUDY_PLUGINS"
-SETUP_HOOK = "study.plugins.import_in_worker"
+SETUP_HOOK = "study.infra.plugins.import_in_worker"
 
 
 def plugin_names(names: list[str] | None) -> list[str]:

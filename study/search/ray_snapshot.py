@@ -7,15 +7,16 @@ limiter from the older one, whose two "live" trials had long finished. Restored 
 forever and the resumed study hangs; and its trial counter, older or newer than the trials, would make the study end
 with more or fewer trials than asked for. This repairs the generator's state from the trials, which Ray restores
 as they are: the counter is the number of saved trials, and the live trials are the unfinished ones the searcher
-knows (an unfinished trial it does not know is run, but the searcher reports nothing of it, see study.searcher:
-Optuna's record of it is settled after the search, see study.interruptions). The same kind of kill can leave a trial's folder
-without its files; those are rewritten from Ray's saved state after the search."""
+knows (an unfinished trial it does not know is run, but the searcher reports nothing of it, see
+study.search.searcher: Optuna's record of it is settled after the search, see study.search.interruptions). The same
+kind of kill can leave a trial's folder without its files; those are rewritten from Ray's saved state after the
+search."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from study.files import write_atomic
+from study.infra.files import write_atomic
 
 LIMITER_KEY = "name:ConcurrencyLimiter"
 
@@ -32,7 +33,7 @@ def set_aside_a_snapshot_ray_cannot_resume(experiment: str) -> Path | None:
     one, and the resumed study waits forever), or the searcher's without the trials' file, whose copy the kill cut
     off (Ray's restore finds no experiment_state and fails); both seen in the kill test. Such a snapshot is moved
     aside, trials and all, so that the search starts over; Optuna's record of its trials is settled after the
-    search (study.interruptions). Returns where it went, or None when the newest snapshot is whole (or there is
+    search (study.search.interruptions). Returns where it went, or None when the newest snapshot is whole (or there is
     none, or the storage is not a local path)."""
     folder = Path(experiment)
     if "://" in experiment or not (folder / "tuner.pkl").exists():

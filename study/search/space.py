@@ -22,9 +22,9 @@ from pathlib import Path
 
 import yaml
 
-from study.config import check_keys, check_value, validate_config
-from study.errors import StudyError
+from study.config.schema import check_keys, check_value, validate_config
 from study.families import family_hyperparameters, get_family
+from study.infra.errors import StudyError
 from study.tasks import DEFAULT_TASK, get_task_class
 
 # package data (pyproject.toml maps the checkout's folder into the package), a folder on disk whether installed

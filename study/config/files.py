@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from study.config import validate_config
-from study.errors import StudyError
-from study.files import read_yaml
-from study.space import default_space_path, load_space
+from study.config.schema import validate_config
+from study.infra.errors import StudyError
+from study.infra.files import read_yaml
+from study.search.space import default_space_path, load_space
 
 
 def default_study_dir(task: str, family: str) -> Path:
@@ -44,7 +44,7 @@ def choose_config(task: str, family: str, config_path: str | None, study_dir: st
     if config_path:
         return load_config_file(config_path, family, task), str(config_path)
     best = Path(study_dir) if study_dir else default_study_dir(task, family)
-    if (best / "selection.yaml").exists():  # study.selection's record: its `config` is the chosen one
+    if (best / "selection.yaml").exists():  # study.search.selection's record: its `config` is the chosen one
         return load_config_file(best / "selection.yaml", family, task), f"{best / 'selection.yaml'} (robust selection)"
     if (best / "best_config.yaml").exists():
         return load_config_file(best / "best_config.yaml", family, task), str(best / "best_config.yaml")

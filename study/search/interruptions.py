@@ -1,5 +1,5 @@
 """What a kill leaves behind, settled once the resumed search has finished (the repairs before a resume, of Ray's
-snapshot itself, are in study.ray_snapshot; the searcher's own are in study.searcher).
+snapshot itself, are in study.search.ray_snapshot; the searcher's own are in study.search.searcher).
 
 A kill leaves Optuna's journal, Ray's saved trials and the trial folders out of step. After the search, Optuna is
 made to agree with Ray's trials, trial files lost in Ray's copy are rewritten, folders of trials Ray never saved
@@ -10,9 +10,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from study.atomic_storage import remove_partial_files
-from study.ray_snapshot import restore_lost_trial_files
-from study.searcher import optuna_study
+from study.search.atomic_storage import remove_partial_files
+from study.search.ray_snapshot import restore_lost_trial_files
+from study.search.searcher import optuna_study
 
 
 def reconcile_optuna_with_ray(study_dir: Path, family: str, ray_trials: list[dict]) -> dict:

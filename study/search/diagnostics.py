@@ -22,7 +22,7 @@ def write_search_figures(study_dir: Path, family: str, metric: str) -> list[Path
     import optuna
     from optuna.visualization.matplotlib import plot_optimization_history, plot_param_importances
 
-    from study.searcher import optuna_study
+    from study.search.searcher import optuna_study
 
     study = optuna_study(study_dir, family)
     written = []

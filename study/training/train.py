@@ -12,9 +12,9 @@ from typing import Callable
 
 import torch
 
-from study.config import validate_config
-from study.errors import StudyError
+from study.config.schema import validate_config
 from study.families import TaskModel, build_model
+from study.infra.errors import StudyError
 from study.tasks import Split, TaskData, TaskSpec
 
 EVAL_CHUNK = 250  # examples per forward pass when evaluating: larger chunks overflow CPU caches and run slower

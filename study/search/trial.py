@@ -1,7 +1,7 @@
 """What runs inside a Ray Tune trial: the trainable and the objective it reports.
 
 Kept apart from study.tune so that a trial's worker process, which imports the module of the function it runs,
-imports only this and study.train (torch), not the driver's Optuna, SciPy and reporting code.
+imports only this and study.training.train (torch), not the driver's Optuna, SciPy and reporting code.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from study.faults import inject_fault
-from study.ray_session import current_node
+from study.infra.ray_session import current_node
+from study.search.faults import inject_fault
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def run_trial(config: dict, data, objective: Objective, threads: int, device: st
     import torch
     from ray import tune
 
-    from study.train import NonFiniteLoss, fit
+    from study.training.train import NonFiniteLoss, fit
 
     inject_fault(config)
     torch.set_num_threads(threads)

@@ -18,10 +18,10 @@ import math
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from study.config import validate_config
+from study.config.schema import validate_config
 from study.families import build_model
 from study.tasks import TaskData
-from study.train import EVAL_CHUNK, FitResult, NonFiniteLoss, resolve_device
+from study.training.train import EVAL_CHUNK, FitResult, NonFiniteLoss, resolve_device
 
 
 def applies(config: dict) -> str | None:

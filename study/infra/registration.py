@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Generic, Iterator, TypeVar
 
-from study.errors import StudyError
+from study.infra.errors import StudyError
 
 T = TypeVar("T")
 
