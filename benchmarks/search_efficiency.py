@@ -75,8 +75,9 @@ def run_study(family: str, space, strategy: str, study_seed: int, args, task, ro
 
     from study.config.schema import validate_config
     from study.search.atomic_storage import storage_filesystem
+    from study.search.driver import EXPERIMENT, Budget, make_tuner, storage_root, summarise
     from study.search.space import SearchSpace
-    from study.tune import EXPERIMENT, Budget, Objective, make_tuner, run_trial, storage_root, summarise
+    from study.search.trial import Objective, run_trial
 
     fixed = task.with_settings({**space.fixed, **args.settings, "epochs": args.max_epochs, "seed": study_seed})
     space = SearchSpace(space.path, family, space.params, fixed, space.task)

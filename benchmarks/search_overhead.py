@@ -41,6 +41,7 @@ def search_overhead(args, study_dir: Path) -> dict:
     from ray.tune import ExperimentAnalysis
 
     from study import tune
+    from study.search.driver import EXPERIMENT
 
     argv = ["--family", args.family, "--study-dir", str(study_dir), "--num-samples", str(args.num_samples),
             "--max-concurrent", str(args.max_concurrent), "--seed", str(args.seed), "--no-rerun", "--fresh",
@@ -51,7 +52,7 @@ def search_overhead(args, study_dir: Path) -> dict:
             argv += [flag, str(value)]
     tune.main(argv)
     wall = read_yaml(study_dir / "best_config.yaml")["wall_time_s"]
-    trials = ExperimentAnalysis(str((study_dir / "ray" / tune.EXPERIMENT).resolve())).trials
+    trials = ExperimentAnalysis(str((study_dir / "ray" / EXPERIMENT).resolve())).trials
     own = [trial.last_result["time_total_s"] for trial in trials]
     epochs = sum(trial.last_result["training_iteration"] for trial in trials)
     ideal = sum(own) / args.max_concurrent

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from study.infra import cli
 from study.infra.errors import StudyError
+from study.search.driver import DEFAULT_MAX_EPOCHS
 from study.search.space import default_space_path, load_space
-from study.tune import DEFAULT_MAX_EPOCHS, add_selection_flags
 
 DEFAULTS_REFERENCE = "untuned defaults"  # the reference row's tag (study.rerun run_reruns `reference`)
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                              "measures the tuning variance")
     parser.add_argument("--no-defaults", action="store_true",
                         help="leave out the reference rows of the families' untuned defaults")
-    add_selection_flags(parser)
+    cli.add_selection_flags(parser)
     cli.add_job_flags(parser)
     args, plugins = cli.parse_with_plugins(parser, argv)
     families = parse_families(args.families)

@@ -178,6 +178,16 @@ def add_rerun_flags(parser) -> None:
                                               "digit_pairs; for a preset, its table's name)")
 
 
+def add_selection_flags(parser) -> None:
+    """Robust selection's flags, which study.tune and study.compare share."""
+    parser.add_argument("--select-top", type=positive_int, default=3,
+                        help="robust selection: the best K trials of the search are trained again on "
+                             "--select-seeds more seeds before the reruns; the best mean validation score wins "
+                             "(default 3; 1 takes the search's best as it is)")
+    parser.add_argument("--select-seeds", type=non_negative_int, default=3,
+                        help="extra validation seeds per robust-selection candidate (default 3; 0: off)")
+
+
 def add_job_flags(parser) -> None:
     """The flags of every command that trains on Ray (tune, rerun, compare): reruns, cluster, task, data, plugins."""
     add_rerun_flags(parser)

@@ -153,7 +153,7 @@ class Tracker:
         return run.info.run_id
 
     def log_search(self, parent_id: str, search: dict) -> None:
-        """What the search that chose a parent's config spent and found (study.tune.choose_and_record): compute as
+        """What the search that chose a parent's config spent and found (study.search.driver.choose_and_record): compute as
         metrics (search_trials, search_trial_epochs, search_trial_seconds, search_wall_seconds), boundary warnings
         and robust selection's verdict as tags, best_config.yaml, selection.yaml and the search figures as artifacts
         under search/."""

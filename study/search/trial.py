@@ -1,7 +1,8 @@
 """What runs inside a Ray Tune trial: the trainable and the objective it reports.
 
-Kept apart from study.tune so that a trial's worker process, which imports the module of the function it runs,
-imports only this and study.training.train (torch), not the driver's Optuna, SciPy and reporting code.
+Kept apart from the driver (study.search.driver) so that a trial's worker process, which imports the module of the
+function it runs, imports only this and study.training.train (torch), not the driver's Optuna, SciPy and reporting
+code.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Objective:
 
 def run_trial(config: dict, data, objective: Objective, threads: int, device: str | None) -> None:
     """A Ray Tune function trainable: fit() with one `ray.tune.report` per epoch, plus the running best of the
-    objective. With actor reuse (study.tune.make_tuner) one worker process runs trial after trial: nothing here
+    objective. With actor reuse (study.search.driver.make_tuner) one worker process runs trial after trial: nothing here
     keeps state between trials.
 
     A trial whose loss turns NaN or infinite ends at once with one last report, `diverged: 1` and the worst value
