@@ -8,8 +8,8 @@ flags say otherwise) and reads each trial's own training time from Ray's results
 `time_this_iter_s`). ideal = sum of the trials' times / concurrency (--max-concurrent); the ratio wall / ideal is
 what trial start-up, scheduling and result handling cost on top (wall: the search's own clock, `wall_time_s` in
 best_config.yaml, Ray's start excluded).
-Reruns: K seeds of the family's default config trained as study.rerun trains them (study.rerun.train_seed as Ray
-tasks, the loaded task put in the object store once; MLflow logging left out); each seed's own time is measured
+Reruns: K seeds of the family's default config trained as study.rerun trains them (study.runs.reruns.train_seed as
+Ray tasks, the loaded task put in the object store once; MLflow logging left out); each seed's own time is measured
 inside its task; ideal = sum / concurrency (2 CPUs / --cpus-per-trial).
 Target (issue 14): search wall <= 1.10x ideal on the default study, 2 trials at once.
 """
@@ -29,8 +29,8 @@ from study.infra.files import read_yaml  # noqa: E402
 
 
 def timed_train_seed(config: dict, task, threads: int, device: str | None) -> float:
-    """study.rerun.train_seed in a Ray task; returns the seconds it took inside the task."""
-    from study.rerun import train_seed
+    """study.runs.reruns.train_seed in a Ray task; returns the seconds it took inside the task."""
+    from study.runs.reruns import train_seed
 
     start = time.perf_counter()
     train_seed(config, task, threads, device)
@@ -71,7 +71,7 @@ def rerun_overhead(args) -> dict:
     concurrency = max(1, math.floor(ray.cluster_resources().get("CPU", 1) / args.cpus_per_trial))
     remote = ray.remote(timed_train_seed).options(num_cpus=args.cpus_per_trial)
     start = time.perf_counter()
-    task_ref = ray.put(task)  # as study.rerun.train_missing does
+    task_ref = ray.put(task)  # as study.runs.reruns.train_missing does
     own = ray.get([remote.remote({**config, "seed": seed}, task_ref, max(1, int(args.cpus_per_trial)), args.device)
                    for seed in range(1, args.seeds + 1)])
     wall = time.perf_counter() - start

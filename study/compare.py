@@ -28,7 +28,7 @@ from study.infra.errors import StudyError
 from study.search.driver import DEFAULT_MAX_EPOCHS
 from study.search.space import default_space_path, load_space
 
-DEFAULTS_REFERENCE = "untuned defaults"  # the reference row's tag (study.rerun run_reruns `reference`)
+DEFAULTS_REFERENCE = "untuned defaults"  # the reference row's tag (study.runs.reruns.run_reruns `reference`)
 
 
 def parse_families(text: str) -> list[str]:
@@ -111,7 +111,7 @@ def rerun_defaults(args, family: str, experiment: str, plugins: list[str]) -> No
     from study.config.schema import validate_config
     from study.infra.cli import Compute
     from study.infra.tracking import Tracker
-    from study.rerun import run_reruns
+    from study.runs.reruns import run_reruns
 
     space = load_space(space_path(args, family), family, args.task)
     task = cli.open_task(args)

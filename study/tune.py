@@ -28,7 +28,7 @@ from study.infra.cli import Compute
 from study.infra.errors import StudyError
 from study.infra.ray_session import join_cluster_before_writing
 from study.infra.tracking import Tracker, default_experiment, resolve_tracking_uri
-from study.rerun import run_reruns
+from study.runs.reruns import run_reruns
 from study.search.driver import (DEFAULT_MAX_EPOCHS, Budget, check_writable, choose_and_record, prepare_study_dir,
                                  search, show_finished, study_settings)
 from study.search.selection import SelectionPlan

@@ -5,7 +5,7 @@ import pytest
 
 from helpers import small_config
 from study.infra.errors import StudyError
-from study.rerun import use_batched
+from study.runs.reruns import use_batched
 from study.tasks.digit_pairs import make_pairs
 from study.training.batched import applies, fit_batched
 from study.training.train import fit

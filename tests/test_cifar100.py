@@ -297,7 +297,7 @@ def test_the_preset_holds_the_six_published_rows_with_one_stated_setup():
 def test_the_report_puts_ours_beside_both_published_heads(tmp_path):
     from study.infra.tracking import Tracker
     from study.report import main as report_main
-    from study.rerun import preset_tags
+    from study.runs.reruns import preset_tags
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = Tracker(uri, "cifar100_sharing")

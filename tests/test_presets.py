@@ -59,7 +59,7 @@ def test_rerun_preset_errors_are_one_line(tmp_path, args, message):
 def test_report_puts_ours_beside_the_published_number(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = Tracker(uri, "table1")
-    from study.rerun import preset_tags
+    from study.runs.reruns import preset_tags
 
     for name, accuracies in (("table1/aux_a10", [0.96, 0.965, 0.955]), ("table1/shared", [0.70, 0.72, 0.71])):
         preset = load_presets(name)[0]

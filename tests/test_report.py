@@ -14,7 +14,7 @@ from scipy import stats
 from study.infra.tracking import Tracker
 from study.report import main as report_main
 from study.reporting.stats import describe, holm
-from study.rerun import failure_tags
+from study.runs.reruns import failure_tags
 from study.tasks import Head, TaskSpec
 
 PAIRS_SPEC = TaskSpec("digit_pairs", (Head("z", "binary", metric="acc"), Head("digits", "classes", 10,

@@ -9,9 +9,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import run_in_process
-from study import rerun as rerun_module
 from study.infra.tracking import Tracker
-from study.rerun import rerun_seeds
+from study.runs import reruns as rerun_module
+from study.runs.reruns import rerun_seeds
 from study.tasks import Head, TaskSpec
 
 CONFIG = """\
