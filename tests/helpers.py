@@ -34,6 +34,46 @@ fixed:
 """
 
 
+# a family for digit_pairs as a user writes it: one hidden layer over both images, predicting the comparison only
+FAMILY_SOURCE = """\
+import torch.nn as nn
+
+from study.families import TaskModel, register_family
+
+
+class {cls}(TaskModel):
+    def __init__(self, width: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(2 * 14 * 14, width), nn.ReLU(), nn.Linear(width, 1))
+
+    def forward(self, x):  # (B, 2, 14, 14) -> {{"z": (B,) logits}}
+        return {{"z": self.net(x).squeeze(-1)}}
+
+
+@register_family(task="digit_pairs")
+def {family}(task, *, width: int) -> TaskModel:
+    return {cls}(width)
+"""
+
+
+def family_source(family: str) -> str:
+    return FAMILY_SOURCE.format(cls=family.title().replace("_", ""), family=family)
+
+
+PLUGIN_SPACE = """\
+family: plugin_mlp
+params:
+  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true, default: 3.0e-3}
+  width: {type: int, low: 4, high: 16, default: 8}
+fixed:
+  epochs: 1
+  n_train: 100
+  n_val: 60
+  n_test: 40
+  batch_size: 50
+"""
+
+
 def write_idx(path: Path, array: np.ndarray) -> None:
     """MNIST's idx format: magic (0, 0, dtype 0x08 = ubyte, ndim), big-endian int32 dims, then the bytes."""
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)

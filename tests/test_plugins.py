@@ -8,34 +8,12 @@ import sys
 import textwrap
 
 import pytest
-import yaml
 
-from helpers import run_in_process, run_module
+from helpers import family_source, run_in_process
 from study.families import FAMILIES, get_family
 from study.infra.errors import StudyError
 from study.infra.plugins import PLUGINS_VARIABLE, load_plugins, worker_runtime_env
 from study.tasks import TASKS
-
-# a family for digit_pairs as a user writes it: one hidden layer over both images, predicting the comparison only
-FAMILY_SOURCE = """\
-import torch.nn as nn
-
-from study.families import TaskModel, register_family
-
-
-class {cls}(TaskModel):
-    def __init__(self, width: int):
-        super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(2 * 14 * 14, width), nn.ReLU(), nn.Linear(width, 1))
-
-    def forward(self, x):  # (B, 2, 14, 14) -> {{"z": (B,) logits}}
-        return {{"z": self.net(x).squeeze(-1)}}
-
-
-@register_family(task="digit_pairs")
-def {family}(task, *, width: int) -> TaskModel:
-    return {cls}(width)
-"""
 
 TASK_SOURCE = """\
 from study.tasks import register_task
@@ -46,10 +24,6 @@ from study.tasks.digit_pairs import DigitPairs
 class {cls}(DigitPairs):
     name = "{task}"
 """
-
-
-def family_source(family: str) -> str:
-    return FAMILY_SOURCE.format(cls=family.title().replace("_", ""), family=family)
 
 
 def write(path, text: str):
@@ -247,18 +221,6 @@ def test_every_ray_worker_imports_the_plugins_before_it_unpickles_a_task(tmp_pat
                for answer in answers)
 
 
-PLUGIN_SPACE = """\
-family: plugin_mlp
-params:
-  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true, default: 3.0e-3}
-  width: {type: int, low: 4, high: 16, default: 8}
-fixed:
-  epochs: 1
-  n_train: 100
-  n_val: 60
-  n_test: 40
-  batch_size: 50
-"""
 
 
 @pytest.mark.parametrize("case", ["fails to import", "takes a taken name"])
@@ -275,27 +237,3 @@ def test_a_bad_plugin_ends_a_command_in_one_line_before_anything_is_written(tmp_
                           str(tmp_path / "study"), "--no-rerun", env=env)
     assert done.returncode == 2 and done.stderr.strip() == f"error: {expected}", done.stderr
     assert not (tmp_path / "study").exists()
-
-
-@pytest.mark.slow
-def test_a_plugin_family_is_searched_on_ray_and_rerun_with_seeds(tmp_path, fake_mnist_dir):
-    """One study.tune: the search's trials and the reruns' seeds all run in Ray workers that imported the plugin.
-    (The reruns were once a second command given the plugin by STUDY_PLUGINS: both ways reach the same list of
-    modules, checked by test_a_bad_plugin_ends_a_command_in_one_line_before_anything_is_written.)"""
-    plugin = write(tmp_path / "user_code" / "my_families.py", family_source("plugin_mlp"))
-    space = write(tmp_path / "plugin_mlp.yaml", PLUGIN_SPACE)
-    study, uri = tmp_path / "study", f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tuned = run_module("study.tune", "--plugin", str(plugin), "--family", "plugin_mlp", "--space", str(space),
-                       "--study-dir", str(study), "--data-dir", str(fake_mnist_dir), "--device", "cpu",
-                       "--num-samples", "2", "--select-top", "1", "--seeds", "2", "--tracking-uri", uri,
-                       "--experiment", "plugins", cwd=tmp_path)
-    assert tuned.returncode == 0, tuned.stderr[-3000:]
-    best = yaml.safe_load((study / "best_config.yaml").read_text())
-    assert best["config"]["family"] == "plugin_mlp" and best["counts"]["completed"] == 2  # no trial errored
-
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("plugins").experiment_id], "tags.`study.role` = 'seed'")
-    assert len(runs) == 2 and all(run.data.params["family"] == "plugin_mlp" for run in runs)
-    assert all(run.info.status == "FINISHED" and 0 <= run.data.metrics["test/acc"] <= 1 for run in runs)

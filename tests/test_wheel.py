@@ -1,5 +1,7 @@
 """The package as a Dockerfile or a cluster node installs it: the wheel built from this checkout, installed outside it
-(`pip install --target`, no dependencies: they come from this environment), run from an unrelated folder."""
+(`pip install --target`, no dependencies: they come from this environment), run from an unrelated folder, where a
+user's own family (a plugin) is searched on Ray and rerun with seeds into MLflow. (The plugin study was once a test
+of its own in test_plugins.py, run from the checkout: merged here, it checks both for one Ray start.)"""
 
 import os
 import shutil
@@ -8,8 +10,10 @@ import sys
 import zipfile
 
 import pytest
+import yaml
+from mlflow.tracking import MlflowClient
 
-from helpers import REPO, TINY_SPACE, run_module, write_arrays
+from helpers import PLUGIN_SPACE, REPO, family_source, run_module, write_arrays
 
 
 @pytest.mark.slow
@@ -58,8 +62,21 @@ def test_the_wheel_holds_every_subpackage_and_its_data_and_runs_outside_the_chec
     arrays = command("study.fit", "--task", "arrays", "--data", write_arrays(tmp_path), "--family",
                      "split_heads", "--device", "cpu", "--epochs", "1")
     assert "test/" in arrays.stdout.splitlines()[-1]
-    space = elsewhere / "space.yaml"
-    space.write_text(TINY_SPACE)
-    tuned = command("study.tune", "--family", "base", "--space", str(space), "--data-dir", str(fake_mnist_dir),
-                    "--device", "cpu", "--num-samples", "2", "--no-rerun")
-    assert "[2/2 trials]" in tuned.stdout and (elsewhere / "studies" / "base" / "best_config.yaml").exists()
+    # a user's own family, searched and rerun from the installed package: the trials and the seeds run in Ray
+    # workers that imported the plugin (its runtime_env) and the installed study (PYTHONPATH, inherited)
+    plugin = elsewhere / "user_code" / "my_families.py"
+    plugin.parent.mkdir()
+    plugin.write_text(family_source("plugin_mlp"))
+    space = elsewhere / "plugin_mlp.yaml"
+    space.write_text(PLUGIN_SPACE)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tuned = command("study.tune", "--plugin", str(plugin), "--family", "plugin_mlp", "--space", str(space),
+                    "--data-dir", str(fake_mnist_dir), "--device", "cpu", "--num-samples", "2", "--select-top", "1",
+                    "--seeds", "2", "--tracking-uri", uri, "--experiment", "plugins")
+    assert "[2/2 trials]" in tuned.stdout and "[2/2 seeds]" in tuned.stdout
+    best = yaml.safe_load((elsewhere / "studies" / "plugin_mlp" / "best_config.yaml").read_text())
+    assert best["config"]["family"] == "plugin_mlp" and best["counts"]["completed"] == 2  # no trial errored
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("plugins").experiment_id], "tags.`study.role` = 'seed'")
+    assert len(runs) == 2 and all(run.data.params["family"] == "plugin_mlp" for run in runs)
+    assert all(run.info.status == "FINISHED" and 0 <= run.data.metrics["test/acc"] <= 1 for run in runs)
