@@ -5,7 +5,8 @@ import statistics
 
 import pytest
 
-from study.report import FamilyResult, per_study_seed, variance_components
+from study.reporting.collect import FamilyResult
+from study.reporting.compute import per_study_seed, variance_components
 from study.search.selection import SELECTION_SEED_BASE, choose, selection_seeds
 
 

@@ -1,4 +1,5 @@
-"""The report as one self-contained HTML page, and its figures (study.report builds the numbers).
+"""The report as one self-contained HTML page, and its figures (study.reporting.compute builds the numbers,
+study.reporting.tables lays them out).
 
 The page has no external reference: styles inline, every figure a base64 PNG in a data: URI, so report.html opens
 in any browser straight from the folder (or as an MLflow artifact) and can be mailed on its own.
@@ -22,9 +23,10 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from study.report import (ALPHA, PAIRWISE_FIELDS, PUBLISHED_LEGEND, SEARCH_LEGEND, VARIANCE_LEGEND, Report, Table,
-                          TaskGroup, family_legend, family_table, pair_legend, pair_table, published_table,
-                          search_table, variance_table)
+from study.reporting.compute import PAIRWISE_FIELDS, Report, TaskGroup
+from study.reporting.tables import (ALPHA, PUBLISHED_LEGEND, SEARCH_LEGEND, VARIANCE_LEGEND, Table, family_legend,
+                                    family_table, pair_legend, pair_table, published_table, search_table,
+                                    variance_table)
 
 
 def png(figure) -> bytes:
