@@ -200,3 +200,26 @@ def test_a_study_dir_with_other_settings_is_refused(tmp_path, space, fake_mnist_
     done = run_in_process("study.tune", *tune_args(space, study, fake_mnist_dir, "--num-samples", "3"))
     assert done.returncode == 2 and "holds a study with other settings" in done.stderr
     assert sorted(p.name for p in study.iterdir()) == ["study.yaml"]
+
+
+def test_a_snapshot_saved_before_the_subpackages_is_read_under_the_old_module_names():
+    """Ray pickles a study's searcher (its space's define-by-run), storage and trial-name function with their modules'
+    paths; a study interrupted before study/ became subpackages names study.space, study.tune, ... While a resume
+    reads its snapshot those names lead to the modules now; afterwards sys.modules is as it was."""
+    import pickle
+
+    from study.search import driver
+    from study.search.space import DefineByRun, Param
+
+    searcher_space = DefineByRun((Param("lr", "float", 1e-3, 1e-4, 1e-2, True),), {"family": "base"})
+    # protocol 0 names each class and function as text, "c<module>\n<name>\n": the old names are written in
+    old_space = pickle.dumps(searcher_space, protocol=0).replace(b"study.search.space\n", b"study.space\n")
+    old_name = pickle.dumps(driver.trial_name, protocol=0).replace(b"study.search.driver\n", b"study.tune\n")
+    assert b"study.space\n" in old_space and b"study.tune\n" in old_name
+    before = {name: sys.modules.get(name) for name in driver.MOVED_MODULES}
+    with pytest.raises(ModuleNotFoundError):
+        pickle.loads(old_space)
+    with driver.old_module_names():
+        assert pickle.loads(old_space) == searcher_space
+        assert pickle.loads(old_name) is driver.trial_name
+    assert {name: sys.modules.get(name) for name in driver.MOVED_MODULES} == before

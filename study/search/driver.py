@@ -11,9 +11,11 @@ belong together.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import signal
+import sys
 import time
 import traceback
 from contextlib import contextmanager
@@ -38,6 +40,13 @@ EXPERIMENT = "search"
 TOP_SHOWN = 5
 DEFAULT_MAX_EPOCHS = 25  # a trial's epochs when neither --max-epochs nor the space file gives them
 CANDIDATES_KEPT = 10  # top full-budget trials kept in best_config.yaml for robust selection
+# Ray pickles a study's snapshot (tuner.pkl, the searcher's and search generator's states, each trial's storage) with
+# the module path of every class and function in it. A study interrupted before study/ became subpackages names the
+# modules it then had; a resume reads them under these (old name -> module now; study.tune: trial_name, when the
+# search ran with study.tune imported, e.g. by study.compare).
+MOVED_MODULES = {"study.atomic_storage": "study.search.atomic_storage", "study.console": "study.infra.console",
+                 "study.searcher": "study.search.searcher", "study.space": "study.search.space",
+                 "study.trial": "study.search.trial", "study.tune": "study.search.driver"}
 
 
 @dataclass(frozen=True)
@@ -213,7 +222,7 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, task, plug
               f"searcher were not saved); its trials are set aside in {aside} and the search starts over", flush=True)
     if tune.Tuner.can_restore(experiment, storage_filesystem=filesystem):
         print(f"resuming the interrupted study from {experiment}", flush=True)
-        with resume_failures_explained(study_dir), ctrl_c_restored():
+        with resume_failures_explained(study_dir), ctrl_c_restored(), old_module_names():
             repaired = align_search_state_with_trials(experiment)
             if repaired:
                 print(repaired, flush=True)
@@ -279,6 +288,23 @@ def ctrl_c_restored():
         yield
     finally:
         signal.signal(signal.SIGINT, handler)
+
+
+@contextmanager
+def old_module_names():
+    """While a resume reads Ray's snapshot: each module of MOVED_MODULES is importable under its old name too (for
+    the unpickler, which imports a class's module by the name it was saved under); afterwards sys.modules is as it
+    was (study.tune, the command, again itself)."""
+    saved = {old: sys.modules.get(old) for old in MOVED_MODULES}
+    sys.modules.update({old: importlib.import_module(new) for old, new in MOVED_MODULES.items()})
+    try:
+        yield
+    finally:
+        for old, module in saved.items():
+            if module is None:
+                del sys.modules[old]
+            else:
+                sys.modules[old] = module
 
 
 @contextmanager
