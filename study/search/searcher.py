@@ -6,9 +6,9 @@ after the last snapshot is still running in it, so Ray runs that trial again on 
 reports the rerun's epochs to an Optuna trial that has finished (Optuna refuses: UpdateFinishedTrialError, on every
 resume). Optuna's record is final, and its sampler has already learned from it: this searcher takes the journal's
 word for which trials have finished and tells Optuna nothing more of them. The Ray trial still runs to its own end;
-tune's settling after the search matches it with that Optuna trial by parameters, as it does every trial. The same
-holds for a trial Ray saved in a snapshot newer than the searcher's, which the searcher never suggested: it reports
-nothing of it (Optuna's own record of that trial is settled after the search too).
+the settling after the search (study.search.interruptions) matches it with that Optuna trial by parameters, as it
+does every trial. The same holds for a trial Ray saved in a snapshot newer than the searcher's, which the searcher
+never suggested: it reports nothing of it (Optuna's own record of that trial is settled after the search too).
 """
 from __future__ import annotations
 
