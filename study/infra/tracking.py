@@ -47,6 +47,8 @@ NOTE_TAG = "mlflow.note.content"  # a run's or experiment's description in the U
 EXPERIMENT_NOTE = ("Made by the study framework. Each parent run (filter `tags.study.role = 'parent'`) is one "
                    "(family, config) with its seeds' summary; its child runs are the seeds; a `report` run holds "
                    "the comparison report.")
+# the search's figures (study.search.diagnostics draws them), logged under search/ with the parent run
+SEARCH_FIGURES = ("search_history.png", "search_importances.png")
 IDENTITY_TAGS = ("preset", "study_seed", "reference")  # tags that tell apart parent runs of the same config
 VERSIONED = ("torch", "torchvision", "ray", "optuna", "mlflow", "numpy")
 

@@ -9,10 +9,9 @@ import math
 from dataclasses import dataclass, field
 
 from study.infra.errors import StudyError
-from study.infra.tracking import Tracker
+from study.infra.tracking import SEARCH_FIGURES, Tracker
 from study.reporting.collect import FamilyResult, collect, load_curves
 from study.reporting.stats import COMPARISON_FIELDS, DEFAULT_RESAMPLES, WORST, compare_all, describe, failure_rule
-from study.search.diagnostics import SEARCH_FIGURES
 
 
 @dataclass(frozen=True)

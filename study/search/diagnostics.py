@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-SEARCH_FIGURES = ("search_history.png", "search_importances.png")
+from study.infra.tracking import SEARCH_FIGURES  # the names the run layout gives them
 
 
 def write_search_figures(study_dir: Path, family: str, metric: str) -> list[Path]:
