@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 
 from study.families import build_model  # noqa: E402
 from study.infra.cli import parse_overrides  # noqa: E402
-from study.search.space import resolve_config  # noqa: E402
+from study.config.space import resolve_config  # noqa: E402
 from study.tasks.digit_pairs import load_mnist, make_pairs  # noqa: E402
 from study.training.train import fit  # noqa: E402
 

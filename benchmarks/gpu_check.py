@@ -36,7 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file from anywhere: import `study`
 
 from study.families import families_of  # noqa: E402
-from study.search.space import resolve_config  # noqa: E402
+from study.config.space import resolve_config  # noqa: E402
 from study.tasks.digit_pairs import Mnist, make_pairs  # noqa: E402
 from study.training.batched import fit_batched  # noqa: E402
 from study.training.train import fit, resolve_device  # noqa: E402

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 
 from study.infra.cli import parse_overrides  # noqa: E402
 from study.infra.ray_session import connect_ray  # noqa: E402
-from study.search.space import resolve_config  # noqa: E402
+from study.config.space import resolve_config  # noqa: E402
 from study.tasks import open_task  # noqa: E402
 from study.training.batched import fit_batched  # noqa: E402
 from study.training.train import fit, resolve_device  # noqa: E402

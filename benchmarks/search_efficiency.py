@@ -76,7 +76,7 @@ def run_study(family: str, space, strategy: str, study_seed: int, args, task, ro
     from study.config.schema import validate_config
     from study.search.atomic_storage import storage_filesystem
     from study.search.driver import EXPERIMENT, Budget, make_tuner, storage_root, summarise
-    from study.search.space import SearchSpace
+    from study.config.space import SearchSpace
     from study.search.trial import Objective, run_trial
 
     fixed = task.with_settings({**space.fixed, **args.settings, "epochs": args.max_epochs, "seed": study_seed})
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     import optuna
 
     from study.infra.ray_session import connect_ray
-    from study.search.space import default_space_path, load_space
+    from study.config.space import default_space_path, load_space
     from study.tasks import open_task
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -62,7 +62,7 @@ def search_overhead(args, study_dir: Path) -> dict:
 def rerun_overhead(args) -> dict:
     import ray
 
-    from study.search.space import resolve_config
+    from study.config.space import resolve_config
     from study.tasks import open_task
 
     task = open_task("digit_pairs", args.data_dir)

@@ -26,7 +26,7 @@ from pathlib import Path
 from study.infra import cli
 from study.infra.errors import StudyError
 from study.search.driver import DEFAULT_MAX_EPOCHS
-from study.search.space import default_space_path, load_space
+from study.config.space import default_space_path, load_space
 
 DEFAULTS_REFERENCE = "untuned defaults"  # the reference row's tag (study.runs.reruns.run_reruns `reference`)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from study.infra import cli
-from study.search.space import resolve_config
+from study.config.space import resolve_config
 from study.training.train import fit, resolve_device
 
 

@@ -32,7 +32,7 @@ from study.runs.reruns import run_reruns
 from study.search.driver import (DEFAULT_MAX_EPOCHS, Budget, check_writable, choose_and_record, prepare_study_dir,
                                  search, show_finished, study_settings)
 from study.search.selection import SelectionPlan
-from study.search.space import SearchSpace, default_space_path, load_space
+from study.config.space import SearchSpace, default_space_path, load_space
 
 
 def study_dir_for(args) -> Path:

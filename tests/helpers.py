@@ -104,7 +104,7 @@ def make_fake_mnist(root: Path, n_train: int = 600, n_test: int = 200, seed: int
 def small_config(family: str, **overrides) -> dict:
     """The family's default config, shrunk so a few epochs take well under a second."""
     from study.families import family_hyperparameters
-    from study.search.space import resolve_config
+    from study.config.space import resolve_config
 
     shrink = {key: value for key, value in {"c": 4, "f": 8, "h": 8}.items() if key in family_hyperparameters(family)}
     return resolve_config(family, {"epochs": 2, "batch_size": 25, "n_train": 100, "n_val": 60, "n_test": 40,
@@ -116,7 +116,7 @@ CIFAR_SHRINK = {"epochs": 2, "batch_size": 50, "conv_width": 4, "fc_width": 16, 
 
 def small_cifar_config(task, family: str, **overrides) -> dict:
     """A cifar100 family's default config, shrunk to tiny widths and splits (`task`: the opened cifar100 task)."""
-    from study.search.space import resolve_config
+    from study.config.space import resolve_config
 
     return task.with_settings(resolve_config(family, {**CIFAR_SHRINK, **overrides}, task="cifar100"))
 

@@ -9,7 +9,7 @@ import torch
 from helpers import run_in_process
 from study.families import build_model, families_of
 from study.infra.errors import StudyError
-from study.search.space import resolve_config
+from study.config.space import resolve_config
 from study.tasks import open_task
 from study.training.train import fit
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from study.search.space import resolve_config
+from study.config.space import resolve_config
 from study.tasks.digit_pairs import load_mnist, make_pairs
 from study.training.train import fit
 

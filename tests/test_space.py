@@ -7,7 +7,7 @@ import pytest
 
 from study.families import FAMILIES, build_model, families_of
 from study.infra.errors import StudyError
-from study.search.space import SPACES_DIR, load_space, resolve_config
+from study.config.space import SPACES_DIR, load_space, resolve_config
 from study.tasks.digit_pairs import SPEC
 from study.training.train import fit
 

@@ -7,7 +7,7 @@ import pytest
 
 from helpers import small_cifar_config, small_config, write_arrays
 from study.families import FAMILIES
-from study.search.space import resolve_config
+from study.config.space import resolve_config
 from study.tasks import open_task
 from study.training.train import fit
 

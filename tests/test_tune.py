@@ -209,11 +209,11 @@ def test_a_snapshot_saved_before_the_subpackages_is_read_under_the_old_module_na
     import pickle
 
     from study.search import driver
-    from study.search.space import DefineByRun, Param
+    from study.config.space import DefineByRun, Param
 
     searcher_space = DefineByRun((Param("lr", "float", 1e-3, 1e-4, 1e-2, True),), {"family": "base"})
     # protocol 0 names each class and function as text, "c<module>\n<name>\n": the old names are written in
-    old_space = pickle.dumps(searcher_space, protocol=0).replace(b"study.search.space\n", b"study.space\n")
+    old_space = pickle.dumps(searcher_space, protocol=0).replace(b"study.config.space\n", b"study.space\n")
     old_name = pickle.dumps(driver.trial_name, protocol=0).replace(b"study.search.driver\n", b"study.tune\n")
     assert b"study.space\n" in old_space and b"study.tune\n" in old_name
     before = {name: sys.modules.get(name) for name in driver.MOVED_MODULES}

@@ -47,8 +47,8 @@ def test_the_wheel_holds_every_subpackage_and_its_data_and_runs_outside_the_chec
         assert done.returncode == 0, done.stderr[-3000:]
         return done
 
-    where = subprocess.run([sys.executable, "-c", "import study.search.space, study.config.presets; "
-                            "print(study.search.space.__file__, study.search.space.SPACES_DIR, "
+    where = subprocess.run([sys.executable, "-c", "import study.config.space, study.config.presets; "
+                            "print(study.config.space.__file__, study.config.space.SPACES_DIR, "
                             "study.config.presets.PRESETS_DIR)"], capture_output=True, text=True,
                            env={**os.environ, **installed_only}, cwd=elsewhere, timeout=600).stdout.split()
     assert len(where) == 3 and all(path.startswith(str(target)) for path in where), where

@@ -8,7 +8,7 @@ from pathlib import Path
 from study.config.schema import validate_config
 from study.infra.errors import StudyError
 from study.infra.files import read_yaml
-from study.search.space import default_space_path, load_space
+from study.config.space import default_space_path, load_space
 
 
 def default_study_dir(task: str, family: str) -> Path:

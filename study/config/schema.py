@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from study.config.validation import fraction, non_negative_int, number, positive_int
+from study.infra.validation import fraction, non_negative_int, number, positive_int
 from study.families import family_hyperparameters, get_family
 from study.infra.errors import StudyError
 from study.tasks import DEFAULT_TASK, get_task_class

@@ -1,5 +1,6 @@
 """What every layer uses: errors (errors.py), the command-line plumbing every command shares (cli.py), what a user
-sees while a job runs (console.py), atomic result files (files.py), named registries (registration.py), user plugins
+sees while a job runs (console.py), atomic result files (files.py), named registries (registration.py), the value checks every layer
+shares (validation.py), user plugins
 (plugins.py), the Ray session and task waiting (ray_session.py, ray_tasks.py) and MLflow (tracking.py, the only
 module of the package that imports mlflow).
 

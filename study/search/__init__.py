@@ -1,5 +1,5 @@
-"""The hyperparameter search: search spaces as data (space.py), Optuna's sampler behind Ray Tune (searcher.py), what
-runs in a trial's worker (trial.py), the Ray Tune driver (driver.py), robust selection of the search's top configs
+"""The hyperparameter search over a family's space (study.config.space): Optuna's sampler behind Ray Tune
+(searcher.py), what runs in a trial's worker (trial.py), the Ray Tune driver (driver.py), robust selection of the search's top configs
 (selection.py), the figures of a search (diagnostics.py), and what keeps a killed search resumable (atomic_storage.py,
 ray_snapshot.py, interruptions.py; faults.py injects failures in tests).
 

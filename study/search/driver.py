@@ -33,7 +33,7 @@ from study.search.diagnostics import SEARCH_FIGURES, write_search_figures
 from study.search.interruptions import settle_what_interruptions_left
 from study.search.ray_snapshot import align_search_state_with_trials, set_aside_a_snapshot_ray_cannot_resume
 from study.search.selection import SELECTION_FILE, SelectionPlan, select
-from study.search.space import SearchSpace
+from study.config.space import SearchSpace
 from study.search.trial import Objective, run_trial  # what runs in a trial's worker, kept light to import
 
 EXPERIMENT = "search"
@@ -45,7 +45,7 @@ CANDIDATES_KEPT = 10  # top full-budget trials kept in best_config.yaml for robu
 # modules it then had; a resume reads them under these (old name -> module now; study.tune: trial_name, when the
 # search ran with study.tune imported, e.g. by study.compare).
 MOVED_MODULES = {"study.atomic_storage": "study.search.atomic_storage", "study.console": "study.infra.console",
-                 "study.searcher": "study.search.searcher", "study.space": "study.search.space",
+                 "study.searcher": "study.search.searcher", "study.space": "study.config.space",
                  "study.trial": "study.search.trial", "study.tune": "study.search.driver"}
 
 

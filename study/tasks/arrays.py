@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from study.config.validation import number
+from study.infra.validation import number
 from study.infra.errors import StudyError
 from study.tasks.base import Head, Split, Task, TaskData, TaskSpec
 from study.tasks.registry import register_task

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from study.config.validation import non_negative_int, positive_int
+from study.infra.validation import non_negative_int, positive_int
 from study.infra.errors import StudyError
 from study.tasks.base import DEFAULT_DATA_DIR, Head, Split, Task, TaskData, TaskSpec, resolve_data_dir
 from study.tasks.registry import register_task

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from study.config.validation import positive_int
+from study.infra.validation import positive_int
 from study.infra.errors import StudyError
 from study.tasks.base import DEFAULT_DATA_DIR, Head, Split, Task, TaskData, TaskSpec, resolve_data_dir
 from study.tasks.registry import register_task
