@@ -23,10 +23,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from study.config.space import default_space_path, load_space
 from study.infra import cli
 from study.infra.errors import StudyError
 from study.search.driver import DEFAULT_MAX_EPOCHS
-from study.config.space import default_space_path, load_space
 
 DEFAULTS_REFERENCE = "untuned defaults"  # the reference row's tag (study.runs.reruns.run_reruns `reference`)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import time
 
-from study.infra import cli
 from study.config.space import resolve_config
+from study.infra import cli
 from study.training.train import fit, resolve_device
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from study.config.files import default_study_dir
+from study.config.space import SearchSpace, default_space_path, load_space
 from study.infra import cli
 from study.infra.cli import Compute
 from study.infra.errors import StudyError
@@ -32,7 +33,6 @@ from study.runs.reruns import run_reruns
 from study.search.driver import (DEFAULT_MAX_EPOCHS, Budget, check_writable, choose_and_record, prepare_study_dir,
                                  search, show_finished, study_settings)
 from study.search.selection import SelectionPlan
-from study.config.space import SearchSpace, default_space_path, load_space
 
 
 def study_dir_for(args) -> Path:

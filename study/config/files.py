@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from study.config.schema import validate_config
+from study.config.space import default_space_path, load_space
 from study.infra.errors import StudyError
 from study.infra.files import read_yaml
-from study.config.space import default_space_path, load_space
 
 
 def default_study_dir(task: str, family: str) -> Path:

@@ -30,8 +30,8 @@ from pathlib import Path
 import yaml
 
 from study.config.schema import validate_config
-from study.infra.errors import StudyError
 from study.config.space import default_space_path, load_space
+from study.infra.errors import StudyError
 from study.tasks import get_task_class
 
 # package data (pyproject.toml maps the checkout's folder into the package), a folder on disk whether installed

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from study.config.files import load_config_file
 from study.config.schema import validate_config
+from study.config.space import SearchSpace
 from study.infra.console import SearchConsole, ray_verbosity, trial_console
 from study.infra.errors import Interrupted, StudyError
 from study.infra.files import read_yaml, write_yaml
@@ -33,7 +34,6 @@ from study.search.diagnostics import SEARCH_FIGURES, write_search_figures
 from study.search.interruptions import settle_what_interruptions_left
 from study.search.ray_snapshot import align_search_state_with_trials, set_aside_a_snapshot_ray_cannot_resume
 from study.search.selection import SELECTION_FILE, SelectionPlan, select
-from study.config.space import SearchSpace
 from study.search.trial import Objective, run_trial  # what runs in a trial's worker, kept light to import
 
 EXPERIMENT = "search"
