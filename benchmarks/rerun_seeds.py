@@ -34,7 +34,7 @@ def sequential(config, seeds, datas, device):
 def parallel(config, seeds, task, device, cpus, gpus):
     import ray
 
-    from study.runs.reruns import train_seed
+    from study.runs.seed_tasks import train_seed
 
     remote = ray.remote(train_seed).options(num_cpus=cpus, num_gpus=gpus)
     ref = ray.put(task)  # the loaded task: each seed draws its own splits from it

@@ -25,7 +25,8 @@ from study import tune  # noqa: E402
 from study.config.schema import validate_config  # noqa: E402
 from study.infra.cli import Compute  # noqa: E402
 from study.infra.files import read_yaml  # noqa: E402
-from study.runs.reruns import rerun_seeds, train_seed  # noqa: E402
+from study.runs.reruns import rerun_seeds  # noqa: E402
+from study.runs.seed_tasks import train_seed  # noqa: E402
 from study.search.selection import SelectionPlan, select  # noqa: E402
 from study.tasks import open_task  # noqa: E402
 

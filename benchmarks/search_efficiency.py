@@ -18,7 +18,7 @@ study's splits and seeds its sampler, the same for every strategy.
 Per study: the best validation objective (digit_pairs: val/acc) reached by any trial-epoch when 25/50/75/100% of
 the budget is spent, and the test metric (digit_pairs: test/acc at the final epoch) of the config the study chooses
 (study.tune's rule: the best of the trials that trained the full --max-epochs), retrained once on the study's
-own splits and seed with test evaluation (study.runs.reruns.train_seed). Written to --out: search_efficiency.md (mean ±
+own splits and seed with test evaluation (study.runs.seed_tasks.train_seed). Written to --out: search_efficiency.md (mean ±
 std over study seeds), search_efficiency.csv (one row per study), search_efficiency.png.
 """
 
@@ -114,7 +114,8 @@ def retrain_chosen(row: dict, task_ref, task):
     a rerun does), as a Ray task; returns a function that waits for it and puts its test metric in `row`."""
     import ray
 
-    from study.runs.reruns import seed_summary_names, train_seed
+    from study.runs.reruns import seed_summary_names
+    from study.runs.seed_tasks import train_seed
 
     if row["chosen_config"] is None:
         return lambda: None

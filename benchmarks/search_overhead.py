@@ -8,7 +8,7 @@ flags say otherwise) and reads each trial's own training time from Ray's results
 `time_this_iter_s`). ideal = sum of the trials' times / concurrency (--max-concurrent); the ratio wall / ideal is
 what trial start-up, scheduling and result handling cost on top (wall: the search's own clock, `wall_time_s` in
 best_config.yaml, Ray's start excluded).
-Reruns: K seeds of the family's default config trained as study.rerun trains them (study.runs.reruns.train_seed as
+Reruns: K seeds of the family's default config trained as study.rerun trains them (study.runs.seed_tasks.train_seed as
 Ray tasks, the loaded task put in the object store once; MLflow logging left out); each seed's own time is measured
 inside its task; ideal = sum / concurrency (2 CPUs / --cpus-per-trial).
 Target (issue 14): search wall <= 1.10x ideal on the default study, 2 trials at once.
@@ -29,8 +29,8 @@ from study.infra.files import read_yaml  # noqa: E402
 
 
 def timed_train_seed(config: dict, task, threads: int, device: str | None) -> float:
-    """study.runs.reruns.train_seed in a Ray task; returns the seconds it took inside the task."""
-    from study.runs.reruns import train_seed
+    """study.runs.seed_tasks.train_seed in a Ray task; returns the seconds it took inside the task."""
+    from study.runs.seed_tasks import train_seed
 
     start = time.perf_counter()
     train_seed(config, task, threads, device)

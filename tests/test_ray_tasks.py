@@ -1,7 +1,9 @@
-"""Ctrl-C while the driver waits on Ray tasks (study.infra.ray_tasks)."""
+"""Ctrl-C while the driver waits on Ray tasks (study.infra.ray_tasks), and what a Ray worker imports to run one."""
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -52,3 +54,15 @@ def test_outside_the_main_thread_no_handler_is_set():
     thread.start()
     thread.join()
     assert seen == [before]
+
+
+def test_what_a_ray_worker_imports_to_run_a_trial_or_a_seed_is_light():
+    """A worker imports the module of the function it runs: the search's trainable (study.search.trial) and a rerun's
+    seed task (study.runs.seed_tasks) import torch only when they run, and never MLflow, Optuna, SciPy, pandas or
+    matplotlib, which the driver's modules need (~1 s of SciPy alone in every rerun worker before the split)."""
+    heavy = ["torch", "mlflow", "optuna", "scipy", "pandas", "matplotlib", "ray.tune"]
+    probe = (f"import sys, study.search.trial, study.runs.seed_tasks; "
+             f"print([m for m in {heavy!r} if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]", done.stdout

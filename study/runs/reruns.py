@@ -15,11 +15,11 @@ from study.config.presets import Preset
 from study.infra.cli import Compute
 from study.infra.console import SeedProgress
 from study.infra.errors import Interrupted, StudyError
-from study.infra.ray_session import current_node
 from study.infra.ray_tasks import handle_each
 from study.infra.tracking import Tracker, environment_tags, ui_link
 from study.reporting.figures import curve_names, learning_curves
 from study.reporting.stats import WORST, describe, format_summary, resolve_failure_value, with_failures
+from study.runs.seed_tasks import train_seed, train_seeds_batched
 from study.training.train import NonFiniteLoss
 
 
@@ -40,18 +40,6 @@ def rerun_seeds(tuning_seed: int, count: int) -> list[int]:
     return seeds
 
 
-def train_seed(config: dict, task, threads: int, device: str | None) -> tuple[list[dict], dict, str]:
-    """One seed, run as a Ray task: draw its splits, fit with test evaluation; returns history, summary and the
-    Ray node it ran on."""
-    import torch
-
-    from study.training.train import fit
-
-    torch.set_num_threads(threads)
-    result = fit(config, task.draw(config["seed"], config), evaluate_test=True, device=device)
-    return result.history, result.summary(), current_node()
-
-
 def preset_tags(preset: Preset) -> dict[str, str]:
     """The preset's name and published numbers: `published`, JSON {statistic: [mean, std or null]} for every
     statistic of its table; `statistic`, `published_mean`, `published_std` for the first (as reports before tables of
@@ -60,21 +48,6 @@ def preset_tags(preset: Preset) -> dict[str, str]:
 
     return {"preset": preset.name, "statistic": preset.statistic, "published_mean": str(preset.published_mean),
             "published_std": str(preset.published_std), "published": json.dumps(preset.published)}
-
-
-def train_seeds_batched(config: dict, seeds: list[int], task, threads: int,
-                        device: str | None) -> list[tuple[int, list[dict], dict, str]]:
-    """All `seeds` in one Ray task as one batched model (study.training.batched); one (seed, history, summary, node)
-    each."""
-    import torch
-
-    from study.training.batched import fit_batched
-
-    torch.set_num_threads(threads)
-    datas = [task.draw(seed, config) for seed in seeds]
-    results = fit_batched(config, seeds, datas, evaluate_test=True, device=device)
-    node = current_node()
-    return [(seed, result.history, result.summary(), node) for seed, result in zip(seeds, results)]
 
 
 def use_batched(mode: str, config: dict, gpus_per_trial: float, device: str | None) -> bool:
