@@ -190,6 +190,11 @@ def choose_and_record(study_dir: Path, space: SearchSpace, plan: SelectionPlan, 
 
 def search(args, space: SearchSpace, budget: Budget, study_dir: Path, task, plugins: list[str]) -> None:
     """Run (or resume) the search and write best_config.yaml; an interruption raises Interrupted."""
+    storage = storage_root(args.storage, study_dir)
+    experiment = f"{storage}/{EXPERIMENT}"
+    filesystem = storage_filesystem(storage)
+    # Ray's snapshot is checked and repaired before Ray starts: one that cannot be read fails in seconds
+    resuming, resume_notes = prepare_resume(experiment, filesystem, study_dir)
     connect_ray(args.address, plugins=plugins)
     data = task.draw(args.seed, validate_config(space.defaults())).without_test()
     objective = Objective.of(data.spec)  # the spec this study's settings give (arrays: its objective_head)
@@ -203,9 +208,11 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, task, plug
     console = SearchConsole(objective.metric, objective.mode, budget.num_samples, budget.max_epochs,
                             list(space.params), budget.time_budget, live=False if args.verbose else None)
 
+    for note in resume_notes:
+        print(note, flush=True)
+
     from ray import tune
 
-    storage = storage_root(args.storage, study_dir)
     if "://" not in storage:
         check_reachable_from_every_node(Path(storage), "--storage" if args.storage else
                                         "the study dir's ray/ (give --storage)")
@@ -213,19 +220,9 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, task, plug
         tune.with_parameters(run_trial, data=data, objective=objective, threads=max(1, int(budget.cpus_per_trial)),
                              device=args.device),
         {"cpu": budget.cpus_per_trial, "gpu": budget.gpus_per_trial})
-    experiment = f"{storage}/{EXPERIMENT}"
     start = time.perf_counter()
-    filesystem = storage_filesystem(storage)
-    aside = set_aside_a_snapshot_ray_cannot_resume(experiment)
-    if aside is not None:
-        print(f"the interrupted study cannot be resumed: a kill cut off Ray's first snapshot (its trials or its "
-              f"searcher were not saved); its trials are set aside in {aside} and the search starts over", flush=True)
-    if tune.Tuner.can_restore(experiment, storage_filesystem=filesystem):
-        print(f"resuming the interrupted study from {experiment}", flush=True)
+    if resuming:
         with resume_failures_explained(study_dir), ctrl_c_restored(), old_module_names():
-            repaired = align_search_state_with_trials(experiment)
-            if repaired:
-                print(repaired, flush=True)
             tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
                                        resume_errored=False, restart_errored=False, storage_filesystem=filesystem)
             # the restored run config is the one saved when the study began: today's console and --verbose instead
@@ -267,6 +264,25 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, task, plug
         print(f"warning: {warning}")
     print(f"best config: {study_dir / 'best_config.yaml'}; Optuna study: {study_dir / 'optuna.journal'} "
           f"(optuna-dashboard {study_dir / 'optuna.journal'}); Ray results: {experiment}")
+
+
+def prepare_resume(experiment: str, filesystem, study_dir: Path) -> tuple[bool, list[str]]:
+    """Whether Ray's snapshot of an interrupted search is there to resume, and the lines saying what was done to
+    it: a snapshot a kill cut off in its first save is set aside (the search starts over), one whose files come from
+    two saves is aligned. A snapshot that cannot be read ends the command in one line (resume_failures_explained)."""
+    from ray import tune
+
+    notes = []
+    aside = set_aside_a_snapshot_ray_cannot_resume(experiment)
+    if aside is not None:
+        notes.append(f"the interrupted study cannot be resumed: a kill cut off Ray's first snapshot (its trials or "
+                     f"its searcher were not saved); its trials are set aside in {aside} and the search starts over")
+    if not tune.Tuner.can_restore(experiment, storage_filesystem=filesystem):
+        return False, notes
+    notes.append(f"resuming the interrupted study from {experiment}")
+    with resume_failures_explained(study_dir), old_module_names():
+        repaired = align_search_state_with_trials(experiment)
+    return True, notes + ([repaired] if repaired else [])
 
 
 def search_compute(trials, elapsed: float) -> dict:

@@ -38,8 +38,15 @@ class ResumableOptunaSearch(OptunaSearch):
 
     def _setup_study(self, mode) -> None:
         super()._setup_study(mode)
-        # the objective's name in the study, so optuna-dashboard labels it (else "Objective 0")
-        self._ot_study.set_metric_names([self._metric])
+        import warnings
+
+        import optuna
+
+        # the objective's name in the study, so optuna-dashboard labels it (else "Objective 0"); Optuna calls the
+        # method experimental, a warning that would reach every user's console
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._ot_study.set_metric_names([self._metric])
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
