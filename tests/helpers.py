@@ -121,6 +121,14 @@ def small_cifar_config(task, family: str, **overrides) -> dict:
     return task.with_settings(resolve_config(family, {**CIFAR_SHRINK, **overrides}, task="cifar100"))
 
 
+def slow_epochs(seconds: float) -> dict:
+    """The environment that makes each epoch of a command's search trials `seconds` longer (study.search.faults):
+    a first run with trials long enough to interrupt mid-way, whose resume (without it) finishes them at once."""
+    from study.search.faults import SLOW_EPOCH_VARIABLE
+
+    return {SLOW_EPOCH_VARIABLE: str(seconds)}
+
+
 def run_module(module: str, *args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 1200):
     """Run `python -m module args` as a user would; returns the CompletedProcess. `timeout` only guards against a
     hang: beside two CPU burners the plugin study's ~50 s command took more than 300 s."""

@@ -1,6 +1,7 @@
 """`python -m study.tune` through real Ray on synthetic data: outputs, what a user sees, resume after Ctrl-C, one-line
 errors."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from helpers import (REPO, TINY_SPACE, files_under, optuna_trials, read_until, run_in_process, run_module,
-                     trial_dirs)
+                     slow_epochs, trial_dirs)
 from study.infra.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, NOTE_TAG
 from study.search.searcher import optuna_study
 
@@ -120,24 +121,25 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials_then_one
     handler installed after a search, which swallowed the first Ctrl-C of the reruns (it only printed "ending Ray
     Tune run"). (Once two tests, each with its own search: the reruns' Ctrl-C now comes after a resumed one.)"""
     study = tmp_path / "study"
-    # One trial at a time, 50 epochs each, never stopped early; the Ctrl-C comes as soon as the console reports
-    # trial 1 finished, so trial 2 (started at once on the reused actor) has 50 epochs to go. Waiting for trial
-    # folders instead was a race: Ray may create a folder only at its first sync, after short trials all ended.
+    # One trial at a time, 10 epochs each, never stopped early; the Ctrl-C comes as soon as the console reports
+    # trial 1 finished, so trial 2 (started at once on the reused actor) has 10 epochs to go, each slowed by 0.5 s
+    # in this first run (helpers.slow_epochs; the resume runs at full speed). Waiting for trial folders instead was
+    # a race: Ray may create a folder only at its first sync, after short trials all ended.
     args = ["--family", "base", "--space", str(space), "--study-dir", str(study), "--data-dir", str(fake_mnist_dir),
-            "--device", "cpu", "--num-samples", "3", "--max-concurrent", "1", "--max-epochs", "50",
-            "--grace-period", "50", "--select-top", "1", "--seeds", "30",
+            "--device", "cpu", "--num-samples", "3", "--max-concurrent", "1", "--max-epochs", "10",
+            "--grace-period", "10", "--select-top", "1", "--seeds", "60",
             "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
     process = subprocess.Popen([sys.executable, "-m", "study.tune", *args], cwd=REPO, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **slow_epochs(0.5)})
     read_until(process, " 1/3 trial ", seconds=240)
     process.send_signal(signal.SIGINT)  # Ctrl-C
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err[-3000:]
     assert "run the same command again to resume" in err, err[-3000:]
     assert not (study / "best_config.yaml").exists()
-    # grace period = max epochs = 50: no early stopping, so a trial with 50 epochs of results is finished
+    # grace period = max epochs = 10: no early stopping, so a trial with 10 epochs of results is finished
     finished = {d: (d / "result.json").read_text() for d in trial_dirs(study)
-                if (d / "result.json").exists() and (d / "result.json").read_text().count("\n") == 50}
+                if (d / "result.json").exists() and (d / "result.json").read_text().count("\n") == 10}
     assert finished
 
     # resumed with --verbose: today's flag, not the one saved with the study, brings Ray's tables back (a real
@@ -146,7 +148,7 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials_then_one
     with errors.open("w") as stderr:
         resumed = subprocess.Popen([sys.executable, "-m", "study.tune", *args, "--verbose"], cwd=REPO, text=True,
                                    stdout=subprocess.PIPE, stderr=stderr)
-        # the first rerun seed's line: 29 seeds of 50 epochs to go (had the Ctrl-C no effect, the command would end 0)
+        # the first rerun seed's line: 59 seeds of 10 epochs to go (had the Ctrl-C no effect, the command would end 0)
         out = read_until(resumed, "test/acc", seconds=300)
         resumed.send_signal(signal.SIGINT)  # one Ctrl-C
         try:

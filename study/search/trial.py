@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from study.infra.ray_session import current_node
-from study.search.faults import inject_fault
+from study.search.faults import inject_fault, slow_epoch
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ def run_trial(config: dict, data, objective: Objective, threads: int, device: st
         nonlocal best
         value = metrics[data.spec.objective]
         best = value if best is None else objective.better(best, value)
+        slow_epoch()
         tune.report({**metrics, objective.metric: best, "node": node, "diverged": 0})
 
     try:
