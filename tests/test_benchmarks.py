@@ -88,7 +88,7 @@ def test_search_efficiency_spends_equal_trial_epochs_and_writes_its_table(fake_m
     out = run_benchmark("search_efficiency.py", "--families", "base", "--space", f"base={tiny_space}",
                         "--data-dir", str(fake_mnist_dir), "--strategies", "tpe+asha", "random",
                         "--study-seeds", "1", "--budget", "4", "--max-epochs", "2", "--grace-period", "1",
-                        "--out", str(out_dir))
+                        "--max-concurrent", "1", "--out", str(out_dir))
     rows = list(csv.DictReader((out_dir / "search_efficiency.csv").open()))
     assert sorted((row["strategy"], row["study_seed"]) for row in rows) == [("random", "0"), ("tpe+asha", "0")]
     for row in rows:

@@ -20,6 +20,8 @@ def test_a_tiny_comparison_searches_selects_reruns_and_reports_then_resumes_as_d
     out = tmp_path / "out"
     args = ["--families", "base,sep", "--spaces", str(spaces), "--num-samples", "2", "--seeds", "2",
             "--study-seeds", "2", "--select-top", "2", "--select-seeds", "2", "--data-dir", str(fake_mnist_dir),
+            # one trial at a time: one trial process per search, not two (each ~5 CPU-s, and the machine is CPU-bound)
+            "--max-concurrent", "1",
             "--device", "cpu", "--tracking-uri", uri, "--out", str(out)]
     done = run_in_process("study.compare", *args)  # sharing this process's Ray: helpers.run_in_process
     assert done.returncode == 0, done.stderr[-3000:]

@@ -39,8 +39,8 @@ def test_a_tiny_job_prints_its_trials_logs_its_reruns_then_finds_itself_finished
     Ray's saved searcher made unreadable (a disk error, a hand edit), the resume is one line and deletes nothing."""
     study, uri = tmp_path / "study", f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["--family", "base", "--space", str(space), "--study-dir", str(study), "--data-dir", str(fake_mnist_dir),
-            "--device", "cpu", "--num-samples", "3", "--seeds", "2", "--select-seeds", "1", "--tracking-uri", uri,
-            "--experiment", "console"]
+            "--device", "cpu", "--num-samples", "3", "--max-concurrent", "1", "--seeds", "2", "--select-seeds", "1",
+            "--tracking-uri", uri, "--experiment", "console"]
     done = run_module("study.tune", *args)
     assert done.returncode == 0, done.stderr[-3000:]
     best = yaml.safe_load((study / "best_config.yaml").read_text())

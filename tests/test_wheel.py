@@ -71,8 +71,8 @@ def test_the_wheel_holds_every_subpackage_and_its_data_and_runs_outside_the_chec
     space.write_text(PLUGIN_SPACE)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tuned = command("study.tune", "--plugin", str(plugin), "--family", "plugin_mlp", "--space", str(space),
-                    "--data-dir", str(fake_mnist_dir), "--device", "cpu", "--num-samples", "2", "--select-top", "1",
-                    "--seeds", "2", "--tracking-uri", uri, "--experiment", "plugins")
+                    "--data-dir", str(fake_mnist_dir), "--device", "cpu", "--num-samples", "2", "--max-concurrent", "1",
+                    "--select-top", "1", "--seeds", "2", "--tracking-uri", uri, "--experiment", "plugins")
     assert "[2/2 trials]" in tuned.stdout and "[2/2 seeds]" in tuned.stdout
     best = yaml.safe_load((elsewhere / "studies" / "plugin_mlp" / "best_config.yaml").read_text())
     assert best["config"]["family"] == "plugin_mlp" and best["counts"]["completed"] == 2  # no trial errored
