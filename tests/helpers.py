@@ -208,6 +208,15 @@ def read_until(process: subprocess.Popen, text: str, seconds: float) -> str:
     return "".join(seen)
 
 
+def wait_for(condition, seconds: float = 900) -> None:
+    """Poll `condition` until it holds; fails the test after `seconds` (a guard against a hang, not a timing)."""
+    deadline = time.time() + seconds
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {seconds} s waiting for {condition}")
+        time.sleep(0.2)
+
+
 def files_under(folder: Path) -> set[str]:
     """Every file and folder under `folder`, relative to it: to check that a command wrote or deleted nothing."""
     return {str(path.relative_to(folder)) for path in folder.rglob("*")}
@@ -285,3 +294,20 @@ def make_fake_cifar100(root: Path, n_train: int = 1500, n_test: int = 300, seed:
             "coarse_label_names": [f"coarse{k}" for k in range(20)]}
     (folder / "meta").write_bytes(pickle.dumps(meta, protocol=2))
     return root
+
+
+def assert_optuna_agrees_with_ray(study: Path, exactly: bool) -> None:
+    """Every trial Ray holds has the Optuna trial of its parameters, none is left RUNNING in either, and (exactly)
+    no Optuna trial is left over (a kill may leave some the resume listed or marked FAIL)."""
+    from optuna.trial import TrialState
+    from ray.tune import ExperimentAnalysis
+
+    trials = optuna_trials(study)
+    assert TrialState.RUNNING not in [t.state for t in trials]
+    unclaimed = list(trials)
+    for ray_trial in ExperimentAnalysis(str(study / "ray" / "search")).trials:
+        assert ray_trial.status in ("TERMINATED", "ERROR")
+        matches = [t for t in unclaimed if all(ray_trial.config[n] == v for n, v in t.params.items())]
+        assert matches, f"Ray trial {ray_trial.trial_id} has no Optuna trial"
+        unclaimed.remove(matches[0])
+    assert not unclaimed or not exactly

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from helpers import (REPO, TINY_SPACE, files_under, make_fake_mnist, optuna_trials, run_in_process, run_module,
-                     slow_epochs, trial_dirs)
+from helpers import (REPO, TINY_SPACE, assert_optuna_agrees_with_ray, files_under, make_fake_mnist, optuna_trials,
+                     run_in_process, run_module, slow_epochs, trial_dirs, wait_for)
 from study.search.faults import faulty
 from study.search.searcher import optuna_study
 
@@ -103,14 +102,6 @@ def kill_group(process: subprocess.Popen) -> None:
     """SIGKILL the command and every process it started (Ray's too): a crash or a power cut, no cleanup."""
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=60)
-
-
-def wait_for(condition, seconds: float = 900) -> None:
-    deadline = time.time() + seconds
-    while not condition():
-        if time.time() > deadline:
-            pytest.fail("timed out")
-        time.sleep(0.2)
 
 
 def test_optuna_is_settled_against_rays_saved_trials_after_a_kill(tmp_path):
@@ -274,75 +265,6 @@ def saved_trial_states(experiment: Path) -> list[tuple[str, int]]:
             for trial, runtime in trials]
 
 
-@pytest.mark.slow
-def test_a_resume_runs_again_trials_that_optuna_saw_finish_after_rays_snapshot(tmp_path, fake_mnist_dir):
-    """The state behind 'UpdateFinishedTrialError on every resume', made on purpose: Ray's last snapshot holds
-    trials as RUNNING, having reported epochs, whose Optuna trials finished after that snapshot, before the kill;
-    one of each end Optuna knows (COMPLETE, FAIL, PRUNED). Ray runs them again on resume; their searcher, restored
-    from the snapshot, must not report to the finished Optuna trials. The study ends with exactly the trials asked
-    for, the fourth asked of the restored searcher, Optuna keeping its record of the three and agreeing with Ray trial
-    for trial. (The first run's epochs are slowed, STUDY_INJECT_EPOCH_SECONDS, to catch three trials running; the
-    resume runs them at full speed: real 200-epoch trials once made this test take 80 s.)"""
-    from ray.tune import ExperimentAnalysis
-
-    space = tmp_path / "space.yaml"
-    space.write_text(TINY_SPACE.replace("epochs: 2", "epochs: 12"))
-    study = tmp_path / "study"
-    args = ["--family", "base", "--space", str(space), "--study-dir", str(study), "--data-dir", str(fake_mnist_dir),
-            "--device", "cpu", "--num-samples", "4", "--max-concurrent", "3", "--cpus-per-trial", "0.5",
-            "--grace-period", "12", "--max-epochs", "12", "--no-rerun"]
-    # Ray saves its snapshot every second here (by default less often as saves grow slower, which on a loaded
-    # machine could let every trial finish between two snapshots); each epoch of the first run takes 0.5 s more, so
-    # its trials run 6 s or longer: long enough to catch three running
-    first = start_in_own_group("study.tune", *args, env={"TUNE_GLOBAL_CHECKPOINT_S": "1", **slow_epochs(0.5)})
-    experiment = study / "ray" / "search"
-    wait_for(lambda: first.poll() is not None or sum(status == "RUNNING" and epochs >= 2
-                                                     for status, epochs in saved_trial_states(experiment)) >= 3)
-    assert first.poll() is None, "the study finished before three running trials were saved in a snapshot"
-    kill_group(first)
-
-    running = [t for t in ExperimentAnalysis(str(experiment)).trials  # loaded, a RUNNING trial reads PENDING
-               if t.status == "PENDING" and t.last_result.get("training_iteration", 0) >= 2]
-    assert len(running) >= 3
-    journal = optuna_study(study, "base")
-    outcomes = [(TrialState.COMPLETE, 0.5), (TrialState.FAIL, None), (TrialState.PRUNED, None)]
-    finished_in_optuna = {}
-    for ray_trial, (state, value) in zip(running, outcomes):
-        [number] = [t.number for t in journal.trials if t.state == TrialState.RUNNING
-                    and all(ray_trial.config[name] == v for name, v in t.params.items())]
-        journal.tell(number, value, state=state)
-        finished_in_optuna[number] = state
-
-    resumed = run_in_process("study.tune", *args)  # sharing this process's Ray: helpers.run_in_process
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "Traceback" not in resumed.stderr, resumed.stderr[-3000:]
-    best = yaml.safe_load((study / "best_config.yaml").read_text())
-    assert best["counts"]["trials"] == 4 and len(trial_dirs(study)) == 4
-    trials = optuna_trials(study)
-    assert {number: trials[number].state for number in finished_in_optuna} == finished_in_optuna
-    [completed] = [number for number, state in finished_in_optuna.items() if state == TrialState.COMPLETE]
-    assert trials[completed].value == 0.5  # Optuna's record stands: its sampler has learned from it
-    assert "3 trial(s) finished in Optuna after Ray's last saved state" in resumed.stdout
-    assert TrialState.RUNNING not in [t.state for t in trials]
-    assert_optuna_agrees_with_ray(study, exactly=True)
-
-
-def assert_optuna_agrees_with_ray(study: Path, exactly: bool) -> None:
-    """Every trial Ray holds has the Optuna trial of its parameters, none is left RUNNING in either, and (exactly)
-    no Optuna trial is left over (a kill may leave some the resume listed or marked FAIL)."""
-    from ray.tune import ExperimentAnalysis
-
-    trials = optuna_trials(study)
-    assert TrialState.RUNNING not in [t.state for t in trials]
-    unclaimed = list(trials)
-    for ray_trial in ExperimentAnalysis(str(study / "ray" / "search")).trials:
-        assert ray_trial.status in ("TERMINATED", "ERROR")
-        matches = [t for t in unclaimed if all(ray_trial.config[n] == v for n, v in t.params.items())]
-        assert matches, f"Ray trial {ray_trial.trial_id} has no Optuna trial"
-        unclaimed.remove(matches[0])
-    assert not unclaimed or not exactly
-
-
 def finished_trial_saved(experiment: Path) -> bool:
     return any(status == "TERMINATED" for status, _ in saved_trial_states(experiment))
 
@@ -371,12 +293,12 @@ def mix_the_snapshot_as_a_kill_can(experiment: Path):
 def test_a_study_killed_early_mid_way_with_a_mixed_snapshot_and_late_resumes_to_exactly_its_trials(tmp_path,
                                                                                                  fake_mnist_dir):
     """SIGKILL (the whole process group: no cleanup) three times in one study of multi-epoch trials stopped early
-    by ASHA (the soak above kills one of faulty trials): while its first trials start; once a finished trial is saved, its
-    snapshot then mixed as a kill during Ray's copy can leave it (mix_the_snapshot_as_a_kill_can), which the next
-    run must neither hang on nor count wrong, giving the emptied trial folder its files back from Ray's record;
-    and while its last trials finish. The same command then ends with exactly --num-samples trials, Ray and Optuna
-    agreeing trial for trial. (Once three tests: the kill early, the kill late, and the mixed snapshot, which had
-    a study of its own.)"""
+    by ASHA (the soak above kills one of faulty trials): while its first trials start; once a finished trial is
+    saved, its snapshot then mixed as a kill during Ray's copy can leave it (mix_the_snapshot_as_a_kill_can), which
+    the next run must neither hang on nor count wrong, giving the emptied trial folder its files back from Ray's
+    record; and while its last trials finish. The same command then ends with exactly --num-samples trials, Ray
+    and Optuna agreeing trial for trial. (Once three tests: the kill early, the kill late, and the mixed snapshot,
+    which had a study of its own.)"""
     space = tmp_path / "space.yaml"
     space.write_text(TINY_SPACE.replace("epochs: 2", "epochs: 16"))
     study = tmp_path / "study"
@@ -420,3 +342,49 @@ def test_a_study_killed_early_mid_way_with_a_mixed_snapshot_and_late_resumes_to_
     assert json.loads((restored / "params.json").read_text()) == saved.config
     assert json.loads((restored / "result.json").read_text())["val/acc_best"] == saved.last_result["val/acc_best"]
     assert_optuna_agrees_with_ray(study, exactly=False)
+
+
+def lr_space(trial) -> None:
+    """A define-by-run space as study.config.space gives one (module-level: the searcher pickles it)."""
+    trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+
+
+def test_a_restored_searcher_tells_optuna_nothing_of_trials_optuna_saw_finish_after_its_snapshot(tmp_path):
+    """The searcher's side of 'UpdateFinishedTrialError on every resume', one of each end Optuna knows: saved with
+    three running trials, which then finish in Optuna (COMPLETE, FAIL, PRUNED) before the kill; restored, it reports
+    nothing of them (Optuna keeps its record) and goes on suggesting. The whole resume, on Ray, is the interrupted
+    study of tests/test_tune.py."""
+    import optuna
+
+    from study.search.searcher import ResumableOptunaSearch, optuna_journal
+
+    def searcher() -> ResumableOptunaSearch:
+        made = ResumableOptunaSearch(space=lr_space,
+                                     metric="val/acc_best", mode="max", sampler=optuna.samplers.RandomSampler(seed=0),
+                                     study_name="base", storage=optuna_journal(tmp_path))
+        made.set_search_properties("val/acc_best", "max", {})
+        return made
+
+    first = searcher()
+    running = [f"trial_{i}" for i in range(3)]
+    for ray_id in running:
+        assert first.suggest(ray_id) is not None
+        first.on_trial_result(ray_id, {"val/acc_best": 0.5, "training_iteration": 1})
+    first.save(str(tmp_path / "searcher-state.pkl"))
+    journal = optuna.load_study(study_name="base", storage=optuna_journal(tmp_path))
+    ends = [(TrialState.COMPLETE, 0.5), (TrialState.FAIL, None), (TrialState.PRUNED, None)]
+    for number, (state, value) in enumerate(ends):
+        journal.tell(number, value, state=state)
+
+    restored = searcher()
+    restored.restore(str(tmp_path / "searcher-state.pkl"))
+    assert restored.finished_before_restore == set(running)
+    for ray_id in running:  # Ray runs them again: their epochs and ends reach no finished Optuna trial
+        restored.on_trial_result(ray_id, {"val/acc_best": 0.9, "training_iteration": 2})
+        restored.on_trial_complete(ray_id, {"val/acc_best": 0.9, "training_iteration": 2})
+    assert restored.suggest("trial_3") is not None
+    restored.on_trial_complete("trial_3", {"val/acc_best": 0.7, "training_iteration": 1})
+    trials = optuna.load_study(study_name="base", storage=optuna_journal(tmp_path)).trials
+    # a pruned trial's value is its last epoch Optuna heard of, the first searcher's 0.5, none of the reruns' 0.9
+    assert [(t.state, t.value) for t in trials] == [(TrialState.COMPLETE, 0.5), (TrialState.FAIL, None),
+                                                    (TrialState.PRUNED, 0.5), (TrialState.COMPLETE, 0.7)]

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from helpers import (REPO, TINY_SPACE, files_under, optuna_trials, read_until, run_in_process, run_module,
-                     slow_epochs, trial_dirs)
+from helpers import (REPO, TINY_SPACE, assert_optuna_agrees_with_ray, files_under, optuna_trials, read_until,
+                     run_in_process, run_module, slow_epochs, trial_dirs, wait_for)
 from study.infra.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, NOTE_TAG
 from study.search.searcher import optuna_study
 
@@ -119,12 +119,16 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials_then_one
     """Ctrl-C during the search; the same command with --verbose resumes it (Ray's tables back) without running
     finished trials again, then goes on to the reruns, where one Ctrl-C stops them: Ray Tune leaves its own Ctrl-C
     handler installed after a search, which swallowed the first Ctrl-C of the reruns (it only printed "ending Ray
-    Tune run"). (Once two tests, each with its own search: the reruns' Ctrl-C now comes after a resumed one.)"""
+    Tune run"). Between the two, the trial the Ctrl-C cut off is made to finish in Optuna after Ray's last snapshot,
+    the state behind 'UpdateFinishedTrialError on every resume': Ray runs it again, Optuna keeps its record, and the
+    trial after it is asked of the restored searcher. (Once three tests, each with its own search: that state had
+    one with three trials caught running, whose searcher's side is now
+    test_a_restored_searcher_tells_optuna_nothing_of_trials_optuna_saw_finish_after_its_snapshot.)"""
     study = tmp_path / "study"
-    # One trial at a time, 10 epochs each, never stopped early; the Ctrl-C comes as soon as the console reports
-    # trial 1 finished, so trial 2 (started at once on the reused actor) has 10 epochs to go, each slowed by 0.5 s
-    # in this first run (helpers.slow_epochs; the resume runs at full speed). Waiting for trial folders instead was
-    # a race: Ray may create a folder only at its first sync, after short trials all ended.
+    # One trial at a time, 10 epochs each, never stopped early; the Ctrl-C comes once the console reports trial 1
+    # finished and Optuna was asked for trial 2, which then has 10 epochs to go, each slowed by 0.5 s in this first
+    # run (helpers.slow_epochs; the resume runs at full speed). Waiting for trial folders instead was a race: Ray may
+    # create a folder only at its first sync, after short trials all ended.
     args = ["--family", "base", "--space", str(space), "--study-dir", str(study), "--data-dir", str(fake_mnist_dir),
             "--device", "cpu", "--num-samples", "3", "--max-concurrent", "1", "--max-epochs", "10",
             "--grace-period", "10", "--select-top", "1", "--seeds", "60",
@@ -132,6 +136,7 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials_then_one
     process = subprocess.Popen([sys.executable, "-m", "study.tune", *args], cwd=REPO, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **slow_epochs(0.5)})
     read_until(process, " 1/3 trial ", seconds=240)
+    wait_for(lambda: optuna.trial.TrialState.RUNNING in [t.state for t in optuna_trials(study)], seconds=120)
     process.send_signal(signal.SIGINT)  # Ctrl-C
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err[-3000:]
@@ -141,6 +146,10 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials_then_one
     finished = {d: (d / "result.json").read_text() for d in trial_dirs(study)
                 if (d / "result.json").exists() and (d / "result.json").read_text().count("\n") == 10}
     assert finished
+    # the trial the Ctrl-C cut off, still running in Ray's snapshot and in Optuna, finishes in Optuna
+    journal = optuna_study(study, "base")
+    [cut_off] = [t.number for t in journal.trials if t.state == optuna.trial.TrialState.RUNNING]
+    journal.tell(cut_off, 0.5)
 
     # resumed with --verbose: today's flag, not the one saved with the study, brings Ray's tables back (a real
     # process: in this one, Ray's tables may go to a stream Ray's logging set up earlier, not to what is captured)
@@ -168,7 +177,11 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials_then_one
         assert (trial / "result.json").read_text() == results, f"finished {trial.name} was run again"
     best = yaml.safe_load((study / "best_config.yaml").read_text())
     assert best["counts"]["trials"] == 3
-    assert len([t for t in optuna_trials(study) if t.state == optuna.trial.TrialState.COMPLETE]) == 3
+    trials = optuna_trials(study)
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert trials[cut_off].value == 0.5  # Optuna's record stands: its sampler has learned from it
+    assert "1 trial(s) finished in Optuna after Ray's last saved state" in out
+    assert_optuna_agrees_with_ray(study, exactly=True)
 
 
 INVERTED = TINY_SPACE.replace("low: 4, high: 8", "low: 8, high: 4")
