@@ -109,8 +109,9 @@ def wait_for_nodes(address: str, env: dict, count: int, timeout: float = 60) -> 
 
 @pytest.fixture(scope="module")
 def ray_start_cluster(tmp_path_factory):
-    """The README's recipe on this machine: RAY_AUTH_MODE=token everywhere, `ray get-auth-token --generate` on the
-    head, the token file copied to the worker, `ray start --head` and `ray start --address` as separate processes.
+    """The README's recipe on this machine: RAY_AUTH_MODE=token and RAY_worker_niceness=0 everywhere, `ray
+    get-auth-token --generate` on the head, the token file copied to the worker, `ray start --head` and `ray start
+    --address` as separate processes.
     Each node has its own HOME, as if on its own machine: its own ~/.ray/auth_token, never the user's. Added to the
     README's command lines: a free port (and a free one for the dashboard process Ray starts anyway, whose default
     8265 another Ray may hold), one CPU per node, and a --temp-dir per node to find and stop exactly the processes
@@ -126,7 +127,8 @@ def ray_start_cluster(tmp_path_factory):
     temp_dirs = [tempfile.mkdtemp(prefix="ray-head-", dir="/tmp"), tempfile.mkdtemp(prefix="ray-worker-", dir="/tmp")]
     clean = {key: value for key, value in os.environ.items()
              if key not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")}
-    env = {name: {**clean, "RAY_AUTH_MODE": "token", "HOME": str(home)} for name, home in homes.items()}
+    env = {name: {**clean, "RAY_AUTH_MODE": "token", "RAY_worker_niceness": "0", "HOME": str(home)}
+           for name, home in homes.items()}
     port = free_port()
     address = f"127.0.0.1:{port}"
     try:

@@ -15,8 +15,10 @@ from study.infra.errors import StudyError
 # more processes than CPUs live, so each search's trial actors cost the seeds' and selection's workers, which the
 # next step starts again (~4 CPU-s each: torch's import); kept a minute, a tiny comparison started 10 worker
 # processes instead of 22 and used 60 CPU-s instead of 97. Beyond a minute idle, Ray's limit applies again (a GPU
-# task's worker holds its CUDA memory while alive).
-LOCAL_RAY_SETTINGS = {"idle_worker_killing_time_threshold_ms": 60_000}
+# task's worker holds its CUDA memory while alive). Ray starts its workers at nice 15, below every ordinary process:
+# beside any other busy one (an editor's indexer, another job) the trials and seeds, the study's whole work, got what
+# CPU was left (a 3-trial search beside two busy processes on 2 cores: 148 s, against 13 s at the driver's priority).
+LOCAL_RAY_SETTINGS = {"idle_worker_killing_time_threshold_ms": 60_000, "worker_niceness": 0}
 
 
 def connect_ray(address: str | None, worker_output: bool = False, plugins: tuple[str, ...] | list[str] = ()) -> None:
