@@ -252,8 +252,6 @@ def seeds_logged(uri: str) -> int:
         return 0
 
 
-
-
 def saved_trial_states(experiment: Path) -> list[tuple[str, int]]:
     """(status, epochs reported) of each trial in Ray's newest saved experiment state; [] while none is whole."""
     newest = sorted(experiment.glob("experiment_state-*.json"))
