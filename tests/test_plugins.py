@@ -13,6 +13,7 @@ from helpers import family_source, run_in_process
 from study.families import FAMILIES, get_family
 from study.infra.errors import StudyError
 from study.infra.plugins import PLUGINS_VARIABLE, load_plugins, worker_runtime_env
+from study.infra.ray_session import LOCAL_RAY_SETTINGS
 from study.tasks import TASKS
 
 TASK_SOURCE = """\
@@ -206,7 +207,7 @@ def test_every_ray_worker_imports_the_plugins_before_it_unpickles_a_task(tmp_pat
     if ray.is_initialized():  # the worker's shared Ray (helpers.run_in_process), without the plugins' runtime_env;
         ray.shutdown()  # the next command that needs one starts it again
     ray.init(address="local", include_dashboard=False, num_cpus=2, logging_level="WARNING",
-             runtime_env=worker_runtime_env(specs))
+             runtime_env=worker_runtime_env(specs), _system_config=LOCAL_RAY_SETTINGS)  # the study's own Ray settings
     try:
         build = ray.remote(num_cpus=1)(build_in_worker)
         answers = ray.get([build.remote(FamilyAtUnpickling("plugin_on_ray"), "plugin_on_ray") for _ in range(4)],
