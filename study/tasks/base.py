@@ -22,7 +22,15 @@ import torch
 import torch.nn.functional as F
 
 HEAD_KINDS = ("binary", "classes", "regression")
+REGRESSION_LOSSES = ("mse", "l1", "huber")  # a regression head's training loss, on standardised targets
 DEFAULT_DATA_DIR = "./data"
+
+# What each kind of head is scored by, `stat: higher is better`. The first is the cheap per-epoch metric every
+# trial reports (Head.metric_name); the others are computed with torchmetrics (study.training.metrics) on a split's
+# outputs. conf_gap (mean confidence minus accuracy: > 0 over-confident) has no better direction and cannot be tuned.
+CLASSIFICATION_STATS = {"acc": True, "balanced_acc": True, "macro_f1": True, "nll": False, "ece": False,
+                        "conf_gap": None}
+REGRESSION_STATS = {"mae": False, "rmse": False, "r2": True}
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
@@ -33,22 +41,56 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
 @dataclass(frozen=True)
 class Head:
     """One predicted quantity. Outputs: binary (...) logits, classes (..., classes) logits, regression (...) values;
-    targets: binary float in {0, 1}, classes int64, regression float, of the output's shape less the class axis."""
+    targets: binary float in {0, 1}, classes int64, regression float, of the output's shape less the class axis.
+
+    A regression head trains on standardised targets, (target - shift) / scale, with `regression_loss` (mse, l1 or
+    huber with delta 1 standard deviation), and predicts shift + scale * output: errors are in the target's own
+    units. `labels` names the classes (n names for a classes head, 2 for a binary head; empty: their indices)."""
 
     name: str
     kind: str
     classes: int = 0  # for kind "classes"
     metric: str = ""  # the metric's name without split; default <name>_acc, or <name>_mae for regression
+    regression_loss: str = "mse"
+    labels: tuple[str, ...] = ()
+    shift: float = 0.0
+    scale: float = 1.0
 
     def __post_init__(self):
         if self.kind not in HEAD_KINDS:
             raise ValueError(f"head {self.name!r}: kind must be one of {', '.join(HEAD_KINDS)}, got {self.kind!r}")
         if self.kind == "classes" and self.classes < 2:
             raise ValueError(f"head {self.name!r}: a classes head needs at least 2 classes, got {self.classes}")
+        if self.regression_loss not in REGRESSION_LOSSES:
+            raise ValueError(f"head {self.name!r}: regression loss must be one of {', '.join(REGRESSION_LOSSES)}, "
+                             f"got {self.regression_loss!r}")
+        expected = {"classes": self.classes, "binary": 2}.get(self.kind, 0)
+        if self.labels and len(self.labels) != expected:
+            raise ValueError(f"head {self.name!r}: {len(self.labels)} labels for {expected} classes")
 
     @property
     def metric_name(self) -> str:
         return self.metric or f"{self.name}_{'mae' if self.kind == 'regression' else 'acc'}"
+
+    @property
+    def stats(self) -> dict[str, bool | None]:
+        """Every statistic this head is scored by: {stat: higher is better (None: neither)}."""
+        return REGRESSION_STATS if self.kind == "regression" else CLASSIFICATION_STATS
+
+    @property
+    def metric_prefix(self) -> str:
+        """What its metric names start with: metric_name less its first stat (digit_pairs' z head: "", else
+        "<name>_"); `metric_prefix + stat` names each statistic, e.g. digit_macro_f1."""
+        first = next(iter(self.stats))
+        return self.metric_name[:-len(first)] if self.metric_name.endswith(first) else f"{self.metric_name}_"
+
+    def metric_for(self, stat: str) -> str:
+        """The metric name (without split) of one of `stats`: metric_for("acc") is metric_name."""
+        return self.metric_name if stat == next(iter(self.stats)) else f"{self.metric_prefix}{stat}"
+
+    def stat_of(self, metric: str) -> str | None:
+        """The stat a metric name (without split) of this head stands for, or None when it is not this head's."""
+        return next((stat for stat in self.stats if self.metric_for(stat) == metric), None)
 
     @property
     def higher_is_better(self) -> bool:
@@ -59,19 +101,27 @@ class Head:
         """Units of an output layer for this head (per item)."""
         return self.classes if self.kind == "classes" else 1
 
+    def label(self, index: int) -> str:
+        return self.labels[index] if self.labels else str(index)
+
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.kind == "binary":
             return F.binary_cross_entropy_with_logits(output, target)
         if self.kind == "classes":
             return F.cross_entropy(output.reshape(-1, self.classes), target.reshape(-1))
-        return F.mse_loss(output, target)
+        standardised = target if (self.shift, self.scale) == (0.0, 1.0) else (target - self.shift) / self.scale
+        if self.regression_loss == "l1":
+            return F.l1_loss(output, standardised)
+        if self.regression_loss == "huber":
+            return F.huber_loss(output, standardised, delta=1.0)
+        return F.mse_loss(output, standardised)
 
     def predict(self, output: torch.Tensor) -> torch.Tensor:
         if self.kind == "binary":
             return output > 0
         if self.kind == "classes":
             return output.argmax(-1)
-        return output
+        return output if (self.shift, self.scale) == (0.0, 1.0) else output * self.scale + self.shift
 
     def score(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Summed over items (a 0-d tensor, no host sync): correct predictions, or absolute errors for regression.
@@ -120,15 +170,24 @@ class TaskSpec:
 
     @property
     def mode(self) -> str:
-        """"max" for accuracies, "min" for errors."""
-        return "max" if self.objective_head.higher_is_better else "min"
+        """"max" for accuracies, F1, R²; "min" for errors, NLL, ECE."""
+        return "max" if self.higher_is_better(self.objective) else "min"
 
     def head_of(self, metric: str) -> Head:
-        stem = metric.split("/", 1)[-1]
+        """The head a metric (`val/digit_macro_f1`, `digit_macro_f1`) belongs to: any of the head's stats."""
+        stem = metric.split("/", 1)[-1].removesuffix("_at_best_val").removesuffix("_best")
         for head in self.heads:
-            if head.metric_name == stem:
+            if head.stat_of(stem):
                 return head
         raise ValueError(f"task {self.name!r} has no head with metric {metric!r}")
+
+    def higher_is_better(self, metric: str) -> bool | None:
+        """Whether a higher value of `metric` (any head's stat, or a loss) is better; None for conf_gap."""
+        stem = metric.split("/", 1)[-1].removesuffix("_at_best_val").removesuffix("_best")
+        if stem == "loss":
+            return False
+        head = self.head_of(stem)
+        return head.stats[head.stat_of(stem)]
 
     def head(self, name: str) -> Head:
         for head in self.heads:
