@@ -348,7 +348,7 @@ class Arrays(Task):
 
     # -- spec -------------------------------------------------------------------------------------------------
 
-    def spec_for(self, config: dict) -> TaskSpec:
+    def task_spec(self, config: dict) -> TaskSpec:
         """The spec of `config`: its objective head, and regression scales from the non-test rows."""
         objective = config.get("objective_head", "")
         key = (objective, None if self.split is not None else config.get("test_fraction", 0.15))

@@ -14,12 +14,14 @@ weighted sum of the heads' losses the model trains on).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
+
+from study.infra.errors import StudyError
 
 HEAD_KINDS = ("binary", "classes", "regression")
 REGRESSION_LOSSES = ("mse", "l1", "huber")  # a regression head's training loss, on standardised targets
@@ -136,21 +138,34 @@ class Head:
 @dataclass(frozen=True)
 class Split:
     """x (N, ...) inputs, targets {head name: (N, ...)}, and ids (N, ...): where each example comes from in the
-    source data (for audits of disjointness; not used in training)."""
+    source data (for audits of disjointness; not used in training).
+
+    `standardise` (mean, std), when set: x is stored raw (e.g. uint8 images, a quarter of float32's memory) and
+    standardised batch by batch in `rows` / `inputs`; None: x is ready to use."""
 
     x: torch.Tensor
     targets: dict[str, torch.Tensor]
     ids: torch.Tensor | None = None
+    standardise: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return len(self.x)
 
     def to(self, device: torch.device | str) -> "Split":
-        return Split(self.x.to(device), {name: t.to(device) for name, t in self.targets.items()}, self.ids)
+        standardise = None if self.standardise is None else tuple(t.to(device) for t in self.standardise)
+        return Split(self.x.to(device), {name: t.to(device) for name, t in self.targets.items()}, self.ids,
+                     standardise)
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows of x as the model takes them: standardised float when the split stores them raw."""
+        if self.standardise is None:
+            return x
+        mean, std = self.standardise
+        return (x.float() - mean) / std
 
     def rows(self, index) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(x, targets) of the examples at `index` (a slice or an index tensor)."""
-        return self.x[index], {name: t[index] for name, t in self.targets.items()}
+        return self.inputs(self.x[index]), {name: t[index] for name, t in self.targets.items()}
 
 
 @dataclass(frozen=True)
@@ -211,9 +226,28 @@ class TaskData:
         return TaskData(self.train, self.val, None, self.spec)
 
 
+def choose_metrics(spec: TaskSpec, objective: str = "", metric: str = "") -> TaskSpec:
+    """`spec` tuned on `objective` (a val/ metric of any head's stat that has a better direction) and reported on
+    `metric` (a test/ metric); "" keeps the spec's. A name no head has is a StudyError listing the valid ones."""
+    def check(name: str, split: str, flag: str) -> None:
+        valid = [f"{split}/{head.metric_for(stat)}" for head in spec.heads for stat, higher in head.stats.items()
+                 if higher is not None]
+        if name not in valid:
+            raise StudyError(f"{flag} {name!r} is not a metric of task {spec.name!r}; valid: {', '.join(valid)}")
+
+    if objective:
+        check(objective, "val", "--objective")
+    if metric:
+        check(metric, "test", "--metric")
+    if not objective and not metric:
+        return spec
+    return replace(spec, objective=objective or spec.objective, primary_metric=metric or spec.primary_metric)
+
+
 class Task:
     """A loaded problem. Subclasses set `name`, `settings` (the config keys the task takes, with defaults, e.g.
-    split sizes; each a key of `setting_rules` too), build `self.spec` in __init__ and implement `draw`.
+    split sizes; each a key of `setting_rules` too), build `self.spec` in __init__ (or override `task_spec`) and
+    implement `draw`, whose TaskData carries `self.spec_for(config)`.
 
     A task instance holds its raw data; it is sent once to Ray's object store and every trial or seed draws its
     splits from it: `draw(seed, config)` must give the same tensors for the same seed and settings, val disjoint
@@ -233,7 +267,12 @@ class Task:
         raise NotImplementedError
 
     def spec_for(self, config: dict) -> TaskSpec:
-        """The spec a config trains under: the task's, unless a setting changes it (arrays: objective_head)."""
+        """The spec a config trains under: task_spec(config), with the tuning objective and the report's primary
+        metric the config names (`objective`, `metric`: "" keeps the task's). draw() gives its TaskData this spec."""
+        return choose_metrics(self.task_spec(config), config.get("objective", ""), config.get("metric", ""))
+
+    def task_spec(self, config: dict) -> TaskSpec:
+        """The task's own spec for `config`: `self.spec`, unless a setting changes it (arrays: objective_head)."""
         return self.spec
 
     def with_settings(self, config: dict) -> dict:

@@ -246,7 +246,7 @@ class Cifar100Task(Task):
                              "are for the arrays task")
         self.data = load_cifar100(data_dir)
 
-    def spec_for(self, config: dict) -> TaskSpec:
+    def task_spec(self, config: dict) -> TaskSpec:
         return SPECS[config.get("objective_head", "fine")]
 
     def draw(self, seed: int, config: dict) -> TaskData:

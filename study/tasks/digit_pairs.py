@@ -16,7 +16,7 @@ translation, shear) with torchvision.transforms.v2.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -164,4 +164,5 @@ class DigitPairs(Task):
         self.mnist = load_mnist(data_dir)
 
     def draw(self, seed: int, config: dict) -> TaskData:
-        return make_pairs(self.mnist, seed, config["n_train"], config["n_val"], config["n_test"])
+        data = make_pairs(self.mnist, seed, config["n_train"], config["n_val"], config["n_test"])
+        return replace(data, spec=self.spec_for(config))
