@@ -191,7 +191,7 @@ def test_bad_paths_and_heads_are_one_error_each(tmp_path):
     path = write(tmp_path, learnable(), heads=None)
     with pytest.raises(StudyError, match="no heads for .*data.npz: write .*data.yaml"):
         open_task("arrays", data=path)
-    for heads, message in [("a=classes,r=regression,b=binary", "head 'a': classes needs a count"),
+    for heads, message in [("a=classes:1,r=regression,b=binary", "head 'a': classes needs a count of at least 2"),
                            ("a=classes:4,r=regresion,b=binary", "head 'r': kind must be"),
                            ("a=classes:4,a=binary", "head 'a' is declared twice"),
                            ("x=binary", "'x' is the inputs'"),
