@@ -11,8 +11,9 @@ import pytest
 from scipy import stats
 
 from study.infra.errors import StudyError
-from study.reporting.stats import (COMPARISON_FIELDS, compare, compare_all, comparisons_markdown, describe,
-                                   failure_rule, holm, with_failures)
+from study.reporting.stats import (COMPARISON_FIELDS, MAX_SEEDS, compare, compare_all, comparisons_markdown,
+                                   describe, detectable_difference, failure_rule, holm, paired_t_power, resolution,
+                                   seeds_to_resolve, with_failures)
 
 pytestmark = pytest.mark.filterwarnings("error")  # degenerate data must give NaN with a reason, not warnings
 
@@ -352,3 +353,46 @@ def test_markdown_table_has_a_row_per_pair_and_the_rules():
     assert len(table) == 1 + 3  # header and one row per pair
     assert "Holm-corrected over all 3 pairs" in text and failure_rule(0.5) in text and "higher mean" in text
     assert all(line.count("|") == table[0].count("|") for line in table)
+
+
+def test_paired_t_power_matches_the_textbook_sample_sizes():
+    # Cohen's d_z 0.5, two-sided α 0.05, power 0.8: n = 33.37 -> 34 (G*Power: actual power 0.8077775 at n = 34);
+    # d_z 0.8: n = 14.3 -> 15
+    assert paired_t_power(0.5, 34) == pytest.approx(0.8077775, rel=1e-4)
+    assert paired_t_power(0.5, 33) < 0.8 < paired_t_power(0.5, 34)
+    assert paired_t_power(0.8, 14) < 0.8 < paired_t_power(0.8, 15)
+    assert seeds_to_resolve(0.5, 1.0) == 34 and seeds_to_resolve(0.8, 1.0) == 15
+    # only the standardized difference counts, not its sign or units
+    assert seeds_to_resolve(-0.01, 0.02) == 34 and seeds_to_resolve(0.008, 0.01) == 15
+    assert paired_t_power(0.0, 10) == pytest.approx(0.05)  # no effect: the test's level
+    assert math.isnan(paired_t_power(0.5, 1))
+
+
+def test_detectable_difference_is_where_the_power_reaches_80_percent():
+    delta = detectable_difference(1.0, 34)
+    assert paired_t_power(delta, 34) == pytest.approx(0.8, rel=1e-6)
+    assert delta < 0.5 < detectable_difference(1.0, 33)  # 34 seeds resolve d_z 0.5, 33 do not
+    assert detectable_difference(0.02, 10) == pytest.approx(0.02 * detectable_difference(1.0, 10), rel=1e-6)
+    assert detectable_difference(1.0, 100) < detectable_difference(1.0, 10)
+    for sd, n in ((0.0, 10), (math.nan, 10), (1.0, 1)):
+        assert math.isnan(detectable_difference(sd, n))
+
+
+def test_seeds_to_resolve_is_capped_and_empty_without_a_difference():
+    assert seeds_to_resolve(0.0, 1.0) is None and seeds_to_resolve(0.1, 0.0) is None
+    assert seeds_to_resolve(0.001, 1.0) == MAX_SEEDS + 1  # would need ~7.85 million seeds
+    n = seeds_to_resolve(0.03, 1.0)  # large n: the normal approximation (2.80 / 0.03)² + ~2 is close
+    assert 8700 < n <= MAX_SEEDS and paired_t_power(0.03, n - 1) < 0.8 <= paired_t_power(0.03, n)
+    assert paired_t_power(0.5, 5000) == pytest.approx(1.0)  # far in the tail: not NaN
+
+
+def test_resolution_of_observed_paired_differences():
+    differences = [0.01, 0.03, 0.02, 0.04, 0.0]
+    row = resolution(differences)
+    sd = np.std(differences, ddof=1)
+    assert row["sd_diff"] == pytest.approx(sd)
+    assert row["detectable_diff"] == pytest.approx(detectable_difference(sd, 5))
+    assert row["seeds_to_resolve"] == seeds_to_resolve(np.mean(differences), sd)
+    assert paired_t_power(np.mean(differences) / sd, row["seeds_to_resolve"]) >= 0.8
+    single = resolution([0.01])
+    assert math.isnan(single["sd_diff"]) and math.isnan(single["detectable_diff"]) and single["seeds_to_resolve"] is None

@@ -386,3 +386,67 @@ def comparisons_markdown(rows: list[dict], scale: float = 100.0, failure_value: 
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [format_comparison(row, scale) for row in rows]
     return "\n".join(lines) + "\n"
+
+
+# What a paired comparison can resolve (a two-sided paired t-test; the noncentral t gives its power exactly).
+POWER = 0.8
+MAX_SEEDS = 10_000  # seeds_to_resolve searches no further: a difference this small is not worth the seeds
+
+
+def paired_t_power(effect: float, n: int, alpha: float = 0.05) -> float:
+    """Power of the two-sided paired (one-sample) t-test at level `alpha` with `n` pairs when the true mean
+    difference is `effect` standard deviations of the differences (Cohen's d_z): P(|T| > t_crit) with T noncentral
+    t, df n − 1, noncentrality d_z √n."""
+    if n < 2:
+        return math.nan
+    df, nc = n - 1, abs(effect) * math.sqrt(n)
+    critical = stats.t.ppf(1 - alpha / 2, df)
+    with np.errstate(all="ignore"):
+        power = float(stats.nct.sf(critical, df, nc) + stats.nct.cdf(-critical, df, nc))
+    if math.isnan(power):  # scipy's nct fails far in the tail (large nc): there the normal limit is exact enough
+        power = float(stats.norm.sf(critical - nc) + stats.norm.cdf(-critical - nc))
+    return power
+
+
+def detectable_difference(sd: float, n: int, alpha: float = 0.05, power: float = POWER) -> float:
+    """The smallest true mean paired difference that a two-sided paired t-test at `alpha` with `n` pairs detects
+    with probability `power`, given `sd` of the paired differences; NaN for n < 2 or an sd that is 0 or unknown."""
+    if n < 2 or not math.isfinite(sd) or sd <= 0:
+        return math.nan
+    from scipy.optimize import brentq
+
+    high = 1.0
+    while paired_t_power(high, n, alpha) < power:  # bracket the root: power rises with the effect
+        high *= 2
+    return float(brentq(lambda d: paired_t_power(d, n, alpha) - power, 0.0, high, xtol=1e-10)) * sd
+
+
+def seeds_to_resolve(diff: float, sd: float, alpha: float = 0.05, power: float = POWER,
+                     cap: int = MAX_SEEDS) -> int | None:
+    """The smallest number of paired seeds at which a true mean difference `diff` (with `sd` of the paired
+    differences) is detected by a two-sided paired t-test at `alpha` with probability `power`; cap + 1 when more
+    than `cap` would be needed; None when there is nothing to resolve (diff 0, sd 0 or unknown)."""
+    if not (math.isfinite(diff) and math.isfinite(sd)) or diff == 0 or sd <= 0:
+        return None
+    effect = abs(diff) / sd
+    low, high = 1, 2  # doubling, then bisection: power(low) < power <= power(high); the power rises with n
+    while paired_t_power(effect, high, alpha) < power:
+        if high >= cap:
+            return cap + 1
+        low, high = high, min(2 * high, cap)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if paired_t_power(effect, middle, alpha) >= power:
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def resolution(differences, alpha: float = 0.05, power: float = POWER) -> dict:
+    """From the observed paired differences (one per seed): their sd, the smallest difference these seeds detect
+    (detectable_difference) and the seeds the observed mean difference needs (seeds_to_resolve)."""
+    d = np.asarray(list(differences), dtype=float)
+    sd = float(np.std(d, ddof=1)) if len(d) > 1 else math.nan
+    return {"sd_diff": sd, "detectable_diff": detectable_difference(sd, len(d), alpha, power),
+            "seeds_to_resolve": seeds_to_resolve(float(d.mean()), sd, alpha, power) if len(d) > 1 else None}
