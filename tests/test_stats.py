@@ -395,4 +395,5 @@ def test_resolution_of_observed_paired_differences():
     assert row["seeds_to_resolve"] == seeds_to_resolve(np.mean(differences), sd)
     assert paired_t_power(np.mean(differences) / sd, row["seeds_to_resolve"]) >= 0.8
     single = resolution([0.01])
-    assert math.isnan(single["sd_diff"]) and math.isnan(single["detectable_diff"]) and single["seeds_to_resolve"] is None
+    assert math.isnan(single["sd_diff"]) and math.isnan(single["detectable_diff"])
+    assert single["seeds_to_resolve"] is None
