@@ -158,6 +158,16 @@ class JointSigmoidNet(TaskModel):
             total = total + self.head_weights.get(head.name, 1.0) * head.loss(out[head.name], targets[head.name])
         return total
 
+    def probabilities(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Within each classes head, sigma(z_k) / sum_j sigma(z_j): its units were trained as independent sigmoids,
+        so their sigmoids, not a softmax of their logits, are what it learnt; normalised, they sum to 1."""
+        probs = super().probabilities(out)
+        for head in self.classifying:
+            if head.kind == "classes":
+                scores = torch.sigmoid(out[head.name])  # (B, n)
+                probs[head.name] = scores / scores.sum(-1, keepdim=True)
+        return probs
+
 
 class IndependentNet(TaskModel):
     """One trunk and output layer per head: {head: its own network's output}; the losses simply add up."""
@@ -177,14 +187,14 @@ class IndependentNet(TaskModel):
         return out
 
 
-@register_family(task="arrays")
+@register_family(task=("arrays", "table", "images"))
 def single_head(task: TaskSpec, *, width: int, depth: int, channels: int, dropout: float) -> TaskModel:
     check_sizes("single_head", dropout, width=width, depth=depth, channels=channels)
     return SharedTrunkNet(task, [task.objective_head], make_trunk(task.input_shape, width, depth, channels, dropout),
                           width, 1.0)
 
 
-@register_family(task="arrays")
+@register_family(task=("arrays", "table", "images"))
 def split_heads(task: TaskSpec, *, width: int, depth: int, channels: int, dropout: float,
                 aux_weight: float) -> TaskModel:
     check_sizes("split_heads", dropout, width=width, depth=depth, channels=channels)
@@ -193,7 +203,7 @@ def split_heads(task: TaskSpec, *, width: int, depth: int, channels: int, dropou
                           width, aux_weight)
 
 
-@register_family(task="arrays")
+@register_family(task=("arrays", "table", "images"))
 def joint_sigmoid(task: TaskSpec, *, width: int, depth: int, channels: int, dropout: float,
                   aux_weight: float) -> TaskModel:
     check_sizes("joint_sigmoid", dropout, width=width, depth=depth, channels=channels)
@@ -201,7 +211,7 @@ def joint_sigmoid(task: TaskSpec, *, width: int, depth: int, channels: int, drop
     return JointSigmoidNet(task, make_trunk(task.input_shape, width, depth, channels, dropout), width, aux_weight)
 
 
-@register_family(task="arrays")
+@register_family(task=("arrays", "table", "images"))
 def independent(task: TaskSpec, *, width: int, depth: int, channels: int, dropout: float) -> TaskModel:
     """No aux_weight: with no shared parameter, a head's weight only rescales its own network's gradient, which
     Adam undoes."""

@@ -3,4 +3,4 @@ with @register_task (see study.infra.plugins)."""
 
 from study.tasks.base import (Head, Split, Task, TaskData, TaskSpec, resolve_data_dir)  # noqa: F401
 from study.tasks.registry import DEFAULT_TASK, TASKS, get_task_class, open_task, register_task  # noqa: F401
-from study.tasks import arrays, cifar100, digit_pairs  # noqa: F401,E402  (registers arrays, cifar100, digit_pairs)
+from study.tasks import arrays, cifar100, digit_pairs, images, table  # noqa: F401,E402  (registers each task)

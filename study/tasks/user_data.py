@@ -30,7 +30,6 @@ import csv
 import hashlib
 import io
 import math
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -199,7 +198,7 @@ def read_heads(data: Path, heads: str | None, reserved: tuple[str, ...] = (), op
                                  f"'digit=classes:10,value=regression')")
             return (*parse_heads(read_text(path), str(path), reserved, options), str(path))
         return (*parse_heads(heads, "--heads", reserved, options), "--heads")
-    path = data.with_suffix(".yaml") if data.suffix else data.parent / f"{data.name}.yaml"
+    path = data.parent / f"{data.name}.yaml" if data.is_dir() else data.with_suffix(".yaml")
     if not path.is_file():
         if not required:
             return None, {}, ""
