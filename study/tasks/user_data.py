@@ -319,7 +319,7 @@ def labelled_target(where: str, what: str, head: HeadDecl, values: np.ndarray) -
     bad = np.nonzero(codes < 0)[0]
     if len(bad):
         row = int(bad[0])
-        raise StudyError(f"{where}: {what} row {row}: value {text[row]!r} is not one of the declared classes "
+        raise StudyError(f"{where}: {what} row {row}: value {str(text[row])!r} is not one of the declared classes "
                          f"{', '.join(labels)}{f' ({len(bad) - 1} more rows)' if len(bad) > 1 else ''}")
     resolved = replace(head, labels=tuple(labels), classes=len(labels) if head.kind == "classes" else 0)
     tensor = torch.from_numpy(codes.astype(np.float32) if head.kind == "binary" else codes)
