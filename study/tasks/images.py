@@ -40,6 +40,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -135,7 +136,7 @@ def list_folders(folder: Path, heads: str | None):
     declared, options, source = read_heads(folder, heads, RESERVED, OPTIONS, required=False)
     size, column = option_values(options, source or str(folder))
     head = HeadDecl("label", "classes")
-    if declared is not None:
+    if declared:
         others = [d.name for d in declared if d.name != "label"]
         if others or declared[0].kind != "classes":
             raise StudyError(f"{source}: a class-folder layout has one head, 'label: classes' (its folders); "
@@ -204,8 +205,10 @@ def decode(file: Path, size: int) -> torch.Tensor | str:
 def build_cache(npy: Path, record: dict, files: list[Path], where: list[str], size: int) -> None:
     """Decode every image into `npy` (and its JSON record); nothing is left behind when an image is bad."""
     images, bad = [], []
-    for index, file in enumerate(files):
-        image = decode(file, size)
+    with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders in favour of torchcodec's
+        warnings.simplefilter("ignore", DeprecationWarning)
+        decoded = [decode(file, size) for file in files]
+    for index, image in enumerate(decoded):
         if isinstance(image, str):
             bad.append((index, image))
         else:

@@ -144,10 +144,10 @@ def parse_kind(name: str, value, where: str) -> HeadDecl:
     raise StudyError(f"{where}: head {name!r}: kind must be {KINDS}; got {text!r}")
 
 
-def parse_heads(text: str, where: str, reserved: tuple[str, ...] = (), options: tuple[str, ...] = ()
-                ) -> tuple[list[HeadDecl], dict[str, Any]]:
+def parse_heads(text: str, where: str, reserved: tuple[str, ...] = (), options: tuple[str, ...] = (),
+                required: bool = True) -> tuple[list[HeadDecl], dict[str, Any]]:
     """Inline heads ('digit=classes:10,value=regression') or a heads YAML -> (heads, options): a key named in
-    `options` (e.g. image_size) is a setting of the task, not a head."""
+    `options` (e.g. image_size) is a setting of the task, not a head. Not `required`: options alone will do."""
     if "=" in text and not text.lstrip().startswith("{"):
         items = []
         for part in split_outside_brackets(text):
@@ -176,7 +176,7 @@ def parse_heads(text: str, where: str, reserved: tuple[str, ...] = (), options: 
             raise StudyError(f"{where}: {name!r} is the inputs' or the split's {('array', 'column')[bool(options)]}, "
                              f"not a head")
         heads.append(parse_kind(name, kind, where))
-    if all(head.kind == "ignore" for head in heads):
+    if (heads or required) and all(head.kind == "ignore" for head in heads):
         raise StudyError(f"{where}: no head to predict (every {'column' if options else 'array'} is ignored)")
     return heads, chosen
 
@@ -189,22 +189,25 @@ def heads_text(heads: list[HeadDecl]) -> str:
 def read_heads(data: Path, heads: str | None, reserved: tuple[str, ...] = (), options: tuple[str, ...] = (),
                required: bool = True) -> tuple[list[HeadDecl] | None, dict, str]:
     """The heads and options from --heads (a YAML path or inline text), else from <stem>.yaml beside the data.
-    (None, {}, "") when there is none and `required` is False (an image folder's heads are its folders)."""
+    (None, {}, "") when there is none and `required` is False (an image folder's heads are its folders); --heads
+    may also be a heads YAML's text (several lines)."""
     if heads:
+        if "\n" in heads:  # a heads YAML's text itself
+            return (*parse_heads(heads, "--heads", reserved, options, required), "--heads")
         if "=" not in heads:
             path = Path(heads)
             if not path.is_file():
                 raise StudyError(f"--heads {heads}: no such file (give a heads YAML, or inline text like "
                                  f"'digit=classes:10,value=regression')")
-            return (*parse_heads(read_text(path), str(path), reserved, options), str(path))
-        return (*parse_heads(heads, "--heads", reserved, options), "--heads")
+            return (*parse_heads(read_text(path), str(path), reserved, options, required), str(path))
+        return (*parse_heads(heads, "--heads", reserved, options, required), "--heads")
     path = data.parent / f"{data.name}.yaml" if data.is_dir() else data.with_suffix(".yaml")
     if not path.is_file():
         if not required:
             return None, {}, ""
         raise StudyError(f"no heads for {data}: write {path} (one 'name: kind' line per "
                          f"{'column' if options else 'array'}; kind: {KINDS}) or pass --heads")
-    return (*parse_heads(read_text(path), str(path), reserved, options), str(path))
+    return (*parse_heads(read_text(path), str(path), reserved, options, required), str(path))
 
 
 def read_text(path: Path) -> str:
