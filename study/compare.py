@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
               *(["--heads", args.heads] if args.heads else []), *(["--data-dir", args.data_dir] if args.data_dir else []),
               *(["--device", args.device] if args.device else []), *(["--address", args.address] if args.address else []),
               *[flag for plugin in plugins for flag in ("--plugin", plugin)],
-              *(["--verbose"] if args.verbose else [])]
+              *(["--verbose"] if args.verbose else []),
+              *(["--objective", args.objective] if args.objective else []),
+              *(["--metric", args.metric] if args.metric else [])]
     budget = ["--num-samples", str(args.num_samples), "--max-concurrent", str(args.max_concurrent),
               "--select-top", str(args.select_top), "--select-seeds", str(args.select_seeds),
               "--cpus-per-trial", str(args.cpus_per_trial),
@@ -116,7 +118,8 @@ def rerun_defaults(args, family: str, experiment: str, plugins: list[str]) -> No
     space = load_space(space_path(args, family), family, args.task)
     task = cli.open_task(args)
     epochs = args.max_epochs or space.fixed.get("epochs") or DEFAULT_MAX_EPOCHS
-    config = validate_config(task.with_settings({**space.defaults(), "epochs": epochs, "seed": args.seed}))
+    config = validate_config(task.with_settings({**space.defaults(), **cli.metric_settings(args), "epochs": epochs,
+                                                 "seed": args.seed}))
     run_reruns(config, args.seeds or 10, Tracker(args.tracking_uri, experiment), task,
                Compute.from_args(args, plugins), reference=DEFAULTS_REFERENCE)
 

@@ -59,12 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [(config, source, None)]
         experiment, seeds = args.experiment or default_experiment(args.task), args.seeds or 10
     task = cli.open_task(args)  # a bad data dir or file fails here, before anything is written
+    for config, _, _ in jobs:  # so does a bad --objective or --metric (one line naming the valid ones)
+        task.spec_for({**task.with_settings(config), **cli.metric_settings(args)})
     join_cluster_before_writing(args.address, resolve_tracking_uri(args.tracking_uri), plugins)
     tracker = Tracker(args.tracking_uri, experiment)
     for config, source, preset in jobs:
         config = task.with_settings(config)
         if args.epochs:
             config = {**config, "epochs": args.epochs}
+        config = {**config, **cli.metric_settings(args)}
         print(f"config from {source}: {config}", flush=True)
         run_reruns(config, seeds, tracker, task, Compute.from_args(args, plugins), preset, args.retry_diverged)
     return 0

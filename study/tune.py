@@ -4,12 +4,12 @@
     python -m study.tune --family base --num-samples 40 --max-epochs 30 --space my_space.yaml
     python -m study.tune --task arrays --data mnist.npz --family split_heads
 
-The objective is the task's validation metric (digit_pairs: validation accuracy); the test split never reaches a
-tuning trial. Every trial of a study trains on the same splits (the study's `--seed` draws them and seeds the
-sampler). Run the same command again after an interruption and it resumes (Tuner.restore); `--fresh` starts over;
-a finished study is shown, not rerun. Then, unless `--no-rerun`, robust selection chooses the config and it is
-rerun on many seeds into MLflow (study.runs.reruns). The search itself, and how early-stopped trials reach the
-sampler: study.search.driver.
+The objective is the task's validation metric (digit_pairs: validation accuracy), or `--objective` (any head's
+stat: val/digit_macro_f1, val/digit_nll, ...); the test split never reaches a tuning trial. Every trial of a study
+trains on the same splits (the study's `--seed` draws them and seeds the sampler). Run the same command again
+after an interruption and it resumes (Tuner.restore); `--fresh` starts over; a finished study is shown, not rerun.
+Then, unless `--no-rerun`, robust selection chooses the config and it is rerun on many seeds into MLflow
+(study.runs.reruns). The search itself, and how early-stopped trials reach the sampler: study.search.driver.
 
 Study directory (`--study-dir`, default studies/<family>, or studies/<task>/<family> beside digit_pairs):
     study.yaml        the study's settings; a resume must match them
@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         raise StudyError(f"--grace-period {budget.grace_period} exceeds --max-epochs {budget.max_epochs}")
     # Every check a user's input can fail comes before the first write: data, cluster, study dir, tracking store.
     task = cli.open_task(args)
-    fixed = task.with_settings({**space.fixed, "epochs": budget.max_epochs, "seed": args.seed})
+    fixed = task.with_settings({**space.fixed, **cli.metric_settings(args), "epochs": budget.max_epochs,
+                                "seed": args.seed})
+    task.spec_for(fixed)  # a bad --objective or --metric: one line naming the valid ones, before Ray starts
     space = SearchSpace(space.path, space.family, space.params, fixed, space.task)
     join_cluster_before_writing(args.address, resolve_tracking_uri(args.tracking_uri), plugins)
     study_dir = study_dir_for(args)

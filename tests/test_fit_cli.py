@@ -24,6 +24,17 @@ def test_data_dir_from_environment(fake_mnist_dir):
     assert done.stdout.splitlines()[-1].startswith("test/acc")
 
 
+def test_objective_and_metric_flags_choose_any_heads_stat(fake_mnist_dir):
+    done = run_in_process("study.fit", "--family", "sep_aux", "--data-dir", str(fake_mnist_dir), "--device", "cpu",
+                          "--objective", "val/digit_nll", "--metric", "test/digit_macro_f1", *SMALL, "h=8")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "val/digit_nll" in lines[1]  # computed every epoch: it is the objective
+    assert lines[-2].startswith("best val/digit_nll ") and "test/digit_macro_f1 there" in lines[-2]
+    final = lines[-1].split()
+    assert final[0] == "test/digit_macro_f1" and 0 <= float(final[1]) <= 1
+
+
 @pytest.mark.parametrize("args, culprit", [
     (["--family", "resnet"], "unknown family 'resnet'"),
     (["--family", "base", "aux_weight=2"], "does not take key 'aux_weight'"),
@@ -34,6 +45,7 @@ def test_data_dir_from_environment(fake_mnist_dir):
     (["--family", "base", "--space", "no/such.yaml"], "no/such.yaml does not exist"),
     (["--family", "base", "--data-dir", "no/such/dir"], "data dir no/such/dir does not exist"),
     (["--family", "base", "--device", "gpu"], "--device gpu is not a torch device"),
+    (["--family", "base", "--objective", "val/conf_gap"], "--objective 'val/conf_gap' is not a metric of task"),
 ])
 def test_user_errors_give_one_line_and_exit_2(args, culprit, fake_mnist_dir):
     env = {} if "--data-dir" in args else {"STUDY_DATA_DIR": str(fake_mnist_dir)}

@@ -84,6 +84,24 @@ def test_a_two_seed_rerun_logs_one_parent_and_two_children_is_idempotent_and_log
         history = client.get_metric_history(child.info.run_id, "val/acc")
         assert sorted(m.step for m in history) == [1, 2]
         assert {"train/loss", "val/digit_acc", "test/acc", "test/acc_at_best_val"} <= set(child.data.metrics)
+        # every stat of every head, computed by the driver from the seed's test outputs (study.training.metrics)
+        assert {"test/macro_f1", "test/nll", "test/ece", "test/conf_gap", "test/digit_macro_f1",
+                "test/digit_balanced_acc", "test/digit_nll_at_best_val", "n_params", "train_seconds"} \
+            <= set(child.data.metrics)
+        assert child.data.metrics["n_params"] > 0 and child.data.metrics["train_seconds"] > 0
+        assert 0 <= child.data.metrics["test/digit_macro_f1"] <= 1
+        # test/acc is logged once per epoch, not again by the driver's stats
+        assert sorted(m.step for m in client.get_metric_history(child.info.run_id, "test/acc")) == [1, 2]
+        files = {a.path for a in client.list_artifacts(child.info.run_id, "per_class")}
+        assert files == {f"per_class/{name}" for name in ("z.csv", "z_confusion.png", "digits.csv",
+                                                            "digits_confusion.png")}
+        table = client.download_artifacts(child.info.run_id, "per_class/digits.csv", str(tmp_path))
+        lines = open(table).read().splitlines()
+        assert lines[0] == "class,label,support,tp,fp,fn,tn,precision,recall,f1" and len(lines) == 11
+        # both digits of each of the 40 test pairs
+        assert sum(int(line.split(",")[2]) for line in lines[1:]) == 80
+    assert parent.data.metrics["n_params"] == children[0].data.metrics["n_params"]
+    assert parent.data.metrics["train_seconds_mean"] > 0
     mean = sum(c.data.metrics["test/acc"] for c in children) / 2
     assert parent.data.metrics["test/acc_mean"] == pytest.approx(mean)
     assert "test/acc" in done.stdout.splitlines()[-3] and "n=2" in done.stdout.splitlines()[-3]
@@ -139,6 +157,9 @@ def test_a_batched_rerun_logs_every_seed_over_http_to_a_real_mlflow_server(confi
 @pytest.mark.parametrize("extra, culprit", [
     (["--tracking-uri", "http://127.0.0.1:9"], "cannot reach the MLflow server --tracking-uri http://127.0.0.1:9"),
     (["--seeds", "0"], "--seeds: expected an integer >= 1, got 0"),
+    (["--objective", "val/digit_f1"], "--objective 'val/digit_f1' is not a metric of task 'digit_pairs'; valid: "
+                                      "val/acc, val/balanced_acc"),
+    (["--metric", "test/digit_conf_gap"], "--metric 'test/digit_conf_gap' is not a metric"),
 ])
 def test_bad_rerun_input_is_one_line(tmp_path, config_file, fake_mnist_dir, extra, culprit):
     args = ["--family", "base_aux", "--config", str(config_file), "--data-dir", str(fake_mnist_dir),
@@ -221,3 +242,20 @@ def test_a_diverged_seed_is_done_and_counted_and_retried_only_when_asked(tmp_pat
     retried = run_in_process("study.rerun", *args, "--retry-diverged")
     assert retried.returncode == 0 and "1 diverged before, retried (--retry-diverged)" in retried.stdout
     assert trained == [[1, 2, 3], [2]]
+
+
+def test_an_unset_objective_or_metric_leaves_a_configs_hash_as_it_was():
+    """Configs made before the `objective` and `metric` keys existed keep their hash (their parent runs): the keys
+    count only when set."""
+    from study.config.schema import validate_config
+    from study.infra.tracking import config_hash, named_config
+
+    old = {"task": "digit_pairs", "family": "base", "seed": 0, "epochs": 2, "lr": 0.003, "c": 4, "f": 8, "dropout": 0.1,
+           "batchnorm": True}
+    assert config_hash(old) == config_hash({**old, "objective": "", "metric": ""})
+    assert config_hash(old) != config_hash({**old, "objective": "val/digit_macro_f1"})
+    assert config_hash(old) != config_hash({**old, "metric": "test/digit_macro_f1"})
+    validated = validate_config(old)
+    assert validated["objective"] == validated["metric"] == ""
+    assert "objective" not in named_config(validated) and config_hash(validated) == config_hash(
+        {key: value for key, value in validated.items() if key not in ("objective", "metric")})

@@ -24,6 +24,11 @@ class TrainSettings:
     batch_size: int = 100  # examples per Adam step (the original study's value)
     lr: float = 1e-3  # Adam learning rate
     augment: bool = False  # the task's training-time augmentation (digit_pairs: swaps and small affine moves)
+    # the tuning objective (a val/ metric of any head's stat, e.g. val/digit_macro_f1) and the report's primary
+    # metric (a test/ one); "": the task's own. Checked against the task by study.tasks.base.choose_metrics. Left
+    # out of a config's identity when "" (study.infra.tracking.config_hash), so older configs keep theirs.
+    objective: str = ""
+    metric: str = ""
 
 
 TRAIN_DEFAULTS: dict = asdict(TrainSettings())
@@ -42,6 +47,8 @@ VALUE_RULES: dict[str, tuple[str, callable]] = {
     "aux_weight": ("a number >= 0", lambda v: number(v) and v >= 0),
     "batchnorm": ("true or false", lambda v: isinstance(v, bool)),
     "augment": ("true or false", lambda v: isinstance(v, bool)),
+    "objective": ("a validation metric name such as val/digit_macro_f1, or empty", lambda v: isinstance(v, str)),
+    "metric": ("a test metric name such as test/digit_macro_f1, or empty", lambda v: isinstance(v, str)),
     "conv_dropout": ("a number in [0, 1)", fraction),
     "loss": ("one of bce, mse", lambda v: v in ("bce", "mse")),
     "width": ("an integer >= 1", positive_int),
@@ -89,3 +96,4 @@ def validate_config(config: dict) -> dict:
     for key, value in full.items():
         check_value(task, key, value)
     return full
+

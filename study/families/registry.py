@@ -47,6 +47,19 @@ class TaskModel(nn.Module):
     def predict(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {head.name: head.predict(out[head.name]) for head in self.predicted_heads(out)}
 
+    def probabilities(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """{head: class probabilities} of the classification heads: a classes head's (..., n) softmax of its
+        logits, a binary head's (...) sigmoid, P(class 1). A head whose output holds no logits (aux_reg's regressed
+        digit values) is left out; a family trained otherwise (one sigmoid per class) overrides this."""
+        probs = {}
+        for head in self.predicted_heads(out):
+            output = out[head.name]
+            if head.kind == "classes" and output.shape[-1:] == (head.classes,):
+                probs[head.name] = output.softmax(-1)
+            elif head.kind == "binary":
+                probs[head.name] = torch.sigmoid(output)
+        return probs
+
 
 @dataclass(frozen=True)
 class Family:

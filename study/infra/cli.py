@@ -87,6 +87,19 @@ def open_task(args):
     return open_named(args.task, args.data_dir, args.data, args.heads)
 
 
+def add_metric_flags(parser: argparse.ArgumentParser) -> None:
+    """--objective and --metric: any head's stat instead of the task's own (config keys `objective`, `metric`)."""
+    parser.add_argument("--objective", help="the validation metric to tune and choose the best epoch on, any head's "
+                                            "stat, e.g. val/digit_macro_f1 or val/digit_nll (default: the task's)")
+    parser.add_argument("--metric", help="the test metric the summary and the report lead with, e.g. "
+                                         "test/digit_macro_f1 (default: the task's); every stat is logged anyway")
+
+
+def metric_settings(args) -> dict:
+    """The config keys --objective and --metric set ({} when neither is given: the config keeps its own)."""
+    return {key: getattr(args, key) for key in ("objective", "metric") if getattr(args, key, None)}
+
+
 def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", help="join this Ray cluster (default $RAY_ADDRESS, else start Ray here)")
     parser.add_argument("--cpus-per-trial", type=positive_float, default=1.0, help="default 1")
@@ -193,6 +206,7 @@ def add_job_flags(parser) -> None:
     add_rerun_flags(parser)
     add_cluster_flags(parser)
     add_task_flags(parser)
+    add_metric_flags(parser)
     add_data_flags(parser)
     add_plugin_flag(parser)
     parser.add_argument("--verbose", action="store_true",

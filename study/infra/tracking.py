@@ -8,10 +8,14 @@ keeps its artifacts in the folder `artifacts` beside it).
     parent  tags: study.role=parent, task, family, config_hash; params: the config (without seed);
             tags failure_value, failure_rule (what a diverged seed enters the summary at), higher_is_better;
             mlflow.note.content: its description in the UI, the summary in one line;
-            metrics: test/acc_mean, _std, _ci95_low, _ci95_high, n_seeds, n_finished, n_diverged, ...;
+            metrics: test/acc_mean, _std, _ci95_low, _ci95_high, n_seeds, n_finished, n_diverged, n_params,
+            train_seconds_mean (over the finished seeds), ...;
             artifacts: config.yaml, curves
     child   tags: study.role=seed, mlflow.parentRunId, task, family, config_hash, seed, git_commit, versions;
-            params: the full config; metrics: per epoch with step=epoch, then the run's summary values.
+            params: the full config; metrics: per epoch with step=epoch, then at the final step the run's summary
+            values, every stat of every head on the test split (test/<head.metric_for(stat)>, and _at_best_val),
+            n_params, train_seconds; artifacts per classification head: per_class/<head>.csv (class, label,
+            support, tp, fp, fn, tn, precision, recall, f1) and per_class/<head>_confusion.png.
             A seed whose loss diverged: a FAILED child tagged `diverged` (the reason), no metrics
 """
 
@@ -50,7 +54,7 @@ EXPERIMENT_NOTE = ("Made by the study framework. Each parent run (filter `tags.s
 # the search's figures (study.search.diagnostics draws them), logged under search/ with the parent run
 SEARCH_FIGURES = ("search_history.png", "search_importances.png")
 IDENTITY_TAGS = ("preset", "study_seed", "reference")  # tags that tell apart parent runs of the same config
-VERSIONED = ("torch", "torchvision", "ray", "optuna", "mlflow", "numpy")
+VERSIONED = ("torch", "torchvision", "torchmetrics", "ray", "optuna", "mlflow", "numpy")
 
 
 def default_tracking_uri() -> str:
@@ -62,9 +66,20 @@ def resolve_tracking_uri(uri: str | None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
 
 
+# config keys (study.config.schema.TrainSettings) that are no part of a config's identity while they hold their
+# default "": a config made before they existed keeps its hash, its parent run and its params
+METRIC_KEYS = ("objective", "metric")
+
+
+def named_config(config: dict) -> dict:
+    """`config` without the METRIC_KEYS that hold "" (the task's own objective and metric)."""
+    return {key: value for key, value in config.items() if not (key in METRIC_KEYS and value == "")}
+
+
 def config_hash(config: dict) -> str:
-    """Identifies a config across its seeds: everything but the seed."""
-    canonical = json.dumps({k: v for k, v in sorted(config.items()) if k != "seed"}, sort_keys=True, default=str)
+    """Identifies a config across its seeds: everything but the seed (and METRIC_KEYS left at "")."""
+    canonical = json.dumps({k: v for k, v in sorted(named_config(config).items()) if k != "seed"}, sort_keys=True,
+                           default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
@@ -150,7 +165,7 @@ class Tracker:
                                            **(preset or {}), **(labels or {})})
         from mlflow.entities import Param
 
-        params = [Param(k, str(v)) for k, v in sorted(config.items()) if k != "seed"]
+        params = [Param(k, str(v)) for k, v in sorted(named_config(config).items()) if k != "seed"]
         self.client.log_batch(run.info.run_id, params=params)
         return run.info.run_id
 
@@ -198,8 +213,10 @@ class Tracker:
         return finished, {seed: run for seed, run in diverged.items() if seed not in finished}
 
     def log_seed(self, parent_id: str, family: str, config: dict, history: list[dict], summary: dict,
-                 tags: dict[str, str]) -> str:
-        """One child run with every epoch's metrics (step=epoch) and the seed's summary; FINISHED last."""
+                 tags: dict[str, str], texts: dict[str, str] | None = None, figures: dict | None = None) -> str:
+        """One child run with every epoch's metrics (step=epoch) and the seed's summary (at the final step: the
+        test stats, n_params, train_seconds, ...), then its artifacts: `texts` {path: text} (per_class/<head>.csv)
+        and `figures` {path: matplotlib figure} (per_class/<head>_confusion.png); FINISHED last."""
         from mlflow.entities import Metric, Param
 
         seed = config["seed"]
@@ -213,10 +230,14 @@ class Tracker:
         final_step = int(history[-1]["epoch"])
         metrics += [Metric(name, float(value), now, final_step) for name, value in summary.items()
                     if name not in history[-1]]
-        params = [Param(k, str(v)) for k, v in sorted(config.items())]
+        params = [Param(k, str(v)) for k, v in sorted(named_config(config).items())]
         for start in range(0, len(metrics), 1000):  # MLflow's batch limit is 1000 metrics
             self.client.log_batch(run_id, metrics=metrics[start:start + 1000],
                                   params=params if start == 0 else [])
+        for path, text in (texts or {}).items():
+            self.client.log_text(run_id, text, path)
+        for path, figure in (figures or {}).items():
+            self.client.log_figure(run_id, figure, path)
         self.client.set_terminated(run_id, status="FINISHED")
         return run_id
 
@@ -229,7 +250,8 @@ class Tracker:
         run = self.client.create_run(self.experiment_id, run_name=f"{family}__seed{seed}", tags={
             ROLE: "seed", PARENT_TAG: parent_id, "family": family, "config_hash": config_hash(config),
             "task": config.get("task", "digit_pairs"), "seed": str(seed), "diverged": reason[:500], **tags})
-        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in sorted(config.items())])
+        self.client.log_batch(run.info.run_id,
+                              params=[Param(k, str(v)) for k, v in sorted(named_config(config).items())])
         self.client.set_terminated(run.info.run_id, status="FAILED")
 
     def finish_parent(self, parent_id: str, metrics: dict[str, float], tags: dict[str, str], config_yaml: str,

@@ -36,3 +36,32 @@ def learning_curves(family: str, curves: dict[str, dict[str, list[tuple[int, flo
     figure.suptitle(f"{family}: {len(curves)} seeds")
     figure.tight_layout()
     return figure
+
+
+def confusion_figure(title: str, matrix, labels: list[str]):
+    """A confusion matrix (rows the true class, columns the predicted one) as counts shaded by each row's share,
+    labelled by class; the counts are written in the cells up to 20 classes, the labels shown up to 40."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    counts = np.asarray(matrix)
+    n = len(counts)
+    shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)  # a row's share: rare classes still show
+    size = min(4 + 0.35 * n, 16)
+    figure = Figure(figsize=(size, size * 0.9))
+    axes = figure.subplots()
+    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axes, label="share of the true class")
+    if n <= 40:
+        axes.set_xticks(range(n), labels, rotation=90 if max(map(len, labels)) > 2 else 0)
+        axes.set_yticks(range(n), labels)
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                axes.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=8,
+                          color="white" if shares[i, j] > 0.5 else "black")
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title)
+    figure.tight_layout()
+    return figure

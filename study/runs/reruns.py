@@ -145,7 +145,8 @@ def train_missing(config: dict, missing: list[int], tracker: Tracker, parent_id:
         remote = ray.remote(train_seed).options(**resources)
         pending = {remote.remote({**config, "seed": seed}, task_ref, threads, compute.device): seed
                    for seed in missing}
-    primary = task.spec_for(config).primary_metric
+    spec = task.spec_for(config)
+    primary = spec.primary_metric
     tags = environment_tags()
     progress = SeedProgress(len(missing))
     progress.tick()
@@ -162,15 +163,40 @@ def train_missing(config: dict, missing: list[int], tracker: Tracker, parent_id:
             tracker.log_failed_seed(parent_id, config["family"], {**config, "seed": seed}, str(exc.cause), tags)
             progress.finished(f"  seed {seed:3d}: diverged ({exc.cause}); logged as FAILED")
             return
-        for seed, history, summary, node in answers:
+        for seed, history, summary, outputs, node in answers:
+            summary, texts, figures = seed_statistics(spec, summary, outputs, config["family"], seed)
             tracker.log_seed(parent_id, config["family"], {**config, "seed": seed}, history, summary,
-                             {**tags, "ray_node": node})
+                             {**tags, "ray_node": node}, texts, figures)
             progress.finished(f"  seed {seed:3d}: {primary} {summary[primary]:.4f}")
 
     try:
         handle_each(pending, log_outcome, idle=progress.tick)  # a second without news: the progress line ticks
     finally:
         progress.close()
+
+
+def seed_statistics(spec, summary: dict, outputs: dict, family: str, seed: int) -> tuple[dict, dict, dict]:
+    """What the driver adds to a seed from its test outputs (FitResult.outputs), with torchmetrics: (`summary` with
+    every stat of every head, test/<head.metric_for(stat)> at the final epoch and ..._at_best_val at the
+    best-validation one; the per-class tables {per_class/<head>.csv: text}; the confusion matrices
+    {per_class/<head>_confusion.png: figure}), both of the final epoch. The fit's own values stay where it has them
+    (test/acc): they agree."""
+    from study.reporting.figures import confusion_figure
+    from study.training.metrics import confusion, per_class, per_class_csv, split_statistics
+
+    final, at_best = outputs.get("test", {}), outputs.get("test_at_best_val", {})
+    stats = {**split_statistics(spec.heads, final, "test"),
+             **split_statistics(spec.heads, at_best, "test", "_at_best_val")}
+    texts, figures = {}, {}
+    for head in spec.heads:
+        if head.kind == "regression" or head.name not in final:
+            continue
+        texts[f"per_class/{head.name}.csv"] = per_class_csv(per_class(head, final[head.name]))
+        n = head.classes if head.kind == "classes" else 2
+        figures[f"per_class/{head.name}_confusion.png"] = confusion_figure(
+            f"{family}, seed {seed}: head {head.name} on the test split (final epoch)",
+            confusion(head, final[head.name]), [head.label(i) for i in range(n)])
+    return {**stats, **summary}, texts, figures
 
 
 def finalise_parent(tracker: Tracker, parent_id: str, config: dict, spec) -> dict:
@@ -196,6 +222,10 @@ def finalise_parent(tracker: Tracker, parent_id: str, config: dict, spec) -> dic
         summaries[name] = describe(values.values())
         metrics.update({f"{name}_{stat}": value for stat, value in summaries[name].items() if stat != "n"})
     metrics.update(n_seeds=len(children) + len(diverged), n_finished=len(children), n_diverged=len(diverged))
+    for name, parent_name in (("n_params", "n_params"), ("train_seconds", "train_seconds_mean")):
+        values = [run.data.metrics[name] for run in children.values() if name in run.data.metrics]
+        if values:  # seeds logged before these existed have none
+            metrics[parent_name] = sum(values) / len(values)
     names = curve_names(spec)
     curves = {run.data.tags["seed"]: tracker.histories(run.info.run_id, names) for run in children.values()}
     # every seed diverged: no curve to draw

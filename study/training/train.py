@@ -2,11 +2,17 @@
 
 Every epoch: one pass of Adam over the shuffled train split in mini-batches (tensors on the device, batched by
 index), then an evaluation in eval mode, then `report(metrics)` once.
+
+Each epoch's metrics are the loss and each head's cheap metric (acc, mae). A tuning objective that is another stat
+(val/digit_macro_f1, val/digit_nll) is computed every epoch too, with torchmetrics (study.training.metrics, imported
+only then). With `evaluate_test`, the test split's outputs at the final and at the best-validation epoch are kept
+(FitResult.outputs) for the driver to compute every stat from.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -15,7 +21,7 @@ import torch
 from study.config.schema import validate_config
 from study.families import TaskModel, build_model
 from study.infra.errors import StudyError
-from study.tasks import Split, TaskData, TaskSpec
+from study.tasks import Head, Split, TaskData, TaskSpec
 
 EVAL_CHUNK = 250  # examples per forward pass when evaluating: larger chunks overflow CPU caches and run slower
 
@@ -43,6 +49,15 @@ class FitResult:
     spec: TaskSpec
     history: list[dict] = field(default_factory=list)  # one metrics dict per epoch, as reported
     model: TaskModel | None = None
+    # with evaluate_test: {"test": {head: HeadOutputs} at the final epoch, "test_at_best_val": at the best epoch}
+    outputs: dict = field(default_factory=dict)
+    n_params: int = 0  # trainable parameters
+    train_seconds: float = 0.0  # wall time of the training passes (evaluation excluded)
+
+    @property
+    def costs(self) -> dict:
+        """What the run cost: n_params, train_seconds (a rerun seed logs them beside its summary)."""
+        return {"n_params": self.n_params, "train_seconds": self.train_seconds}
 
     @property
     def final(self) -> dict:
@@ -83,17 +98,52 @@ class Scores:
         return {f"{prefix}/{head.metric_name}": self.sums[head].item() / self.counts[head] for head in self.sums}
 
 
+def extra_stats(spec: TaskSpec) -> list[tuple[Head, str]]:
+    """The (head, stat) the epochs must compute beyond each head's cheap metric: the objective's, when it is
+    another stat (val/digit_nll); none for the task's own objective."""
+    head = spec.head_of(spec.objective)
+    stat = head.stat_of(spec.objective.split("/", 1)[-1])
+    return [] if stat == next(iter(head.stats)) else [(head, stat)]
+
+
 @torch.inference_mode()
-def evaluate(model: TaskModel, split: Split, prefix: str) -> dict[str, float]:
-    """Loss and each head's metric of `model` on `split` in eval mode: `{prefix}/loss`, `{prefix}/acc`, ..."""
+def evaluate(model: TaskModel, split: Split, prefix: str, *, stats: list[tuple[Head, str]] = (),
+             outputs: dict | None = None) -> dict[str, float]:
+    """Loss and each head's metric of `model` on `split` in eval mode: `{prefix}/loss`, `{prefix}/acc`, ...;
+    plus `stats`, (head, stat) pairs computed with torchmetrics (`{prefix}/digit_nll`). `outputs`, a dict: filled
+    with every head's HeadOutputs on the split (CPU)."""
     model.eval()
-    loss_sum, scores = 0.0, Scores(split.x.device)
+    loss_sum, scores, parts = 0.0, Scores(split.x.device), []
+    keep = bool(stats) or outputs is not None
+    if keep:
+        from study.training.metrics import collect, concat  # light: torchmetrics only where a stat is computed
     for start in range(0, len(split), EVAL_CHUNK):
         x, targets = split.rows(slice(start, start + EVAL_CHUNK))
         out = model(x)
         loss_sum += model.loss(out, targets).item() * len(x)
         scores.add(model, out, targets)
-    return {f"{prefix}/loss": loss_sum / len(split), **scores.metrics(prefix)}
+        if keep:
+            parts.append(collect(model, out, targets))
+    metrics = {f"{prefix}/loss": loss_sum / len(split), **scores.metrics(prefix)}
+    if keep:
+        joined = concat(parts)
+        if outputs is not None:
+            outputs.update(joined)
+        metrics.update(stat_metrics(stats, joined, prefix))
+    return metrics
+
+
+def stat_metrics(stats: list[tuple[Head, str]], outputs: dict, prefix: str) -> dict[str, float]:
+    """{`{prefix}/{head.metric_for(stat)}`: value} for the (head, stat) pairs, from a split's HeadOutputs."""
+    if not stats:
+        return {}
+    from study.training.metrics import statistics
+
+    metrics = {}
+    for head, stat in stats:
+        value = statistics(head, outputs[head.name], [stat]).get(stat, math.nan)  # nan: the family gives no probs
+        metrics[f"{prefix}/{head.metric_for(stat)}"] = value
+    return metrics
 
 
 def fit(config: dict, data: TaskData, report: Callable[[dict], None] | None = None, *,
@@ -102,7 +152,8 @@ def fit(config: dict, data: TaskData, report: Callable[[dict], None] | None = No
 
     `data` must be drawn with the same seed (task.draw(seed, config)); `config["seed"]` also seeds the
     initialisation, dropout and shuffling, so the same config and seed on CPU give identical metrics.
-    `evaluate_test` adds the test metrics every epoch: final reruns only, never tuning.
+    `evaluate_test` adds the test metrics every epoch, and keeps the test split's outputs at the final and at the
+    best-validation epoch (FitResult.outputs): final reruns only, never tuning.
     Raises NonFiniteLoss when the training loss stops being finite.
     """
     config = validate_config(config)
@@ -120,9 +171,12 @@ def fit(config: dict, data: TaskData, report: Callable[[dict], None] | None = No
     val, test = data.val.to(device), (data.test.to(device) if evaluate_test else None)
     shuffle = torch.Generator().manual_seed(config["seed"])
     batch_size, n = config["batch_size"], len(train)
-    result = FitResult(config, spec, model=model)
+    result = FitResult(config, spec, model=model,
+                       n_params=sum(p.numel() for p in model.parameters() if p.requires_grad))
+    stats, sign, best = extra_stats(spec), (1 if spec.mode == "max" else -1), None
 
     for epoch in range(1, config["epochs"] + 1):
+        started = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=shuffle).to(device)
         loss_sum = torch.zeros((), device=device)  # summed on the device: no host sync per step
@@ -140,12 +194,24 @@ def fit(config: dict, data: TaskData, report: Callable[[dict], None] | None = No
             loss_sum += loss.detach() * len(index)
             scores.add(model, {name: output.detach() for name, output in out.items()}, targets)
 
-        train_loss = loss_sum.item() / n
+        train_loss = loss_sum.item() / n  # the host sync: the epoch's training is done
+        result.train_seconds += time.perf_counter() - started
         if not math.isfinite(train_loss):
             raise NonFiniteLoss(f"train/loss is {train_loss} at epoch {epoch} (config {config})")
-        metrics = {"epoch": epoch, "train/loss": train_loss, **scores.metrics("train"), **evaluate(model, val, "val")}
+        metrics = {"epoch": epoch, "train/loss": train_loss, **scores.metrics("train"),
+                   **evaluate(model, val, "val", stats=stats)}
         if test is not None:
-            metrics.update(evaluate(model, test, "test"))
+            # the test outputs are kept when this epoch is the first best so far (FitResult.best_epoch's rule) or
+            # the last; val is evaluated first, so that is known before the test pass
+            value = sign * metrics[spec.objective]
+            is_best = best is None or value > best
+            best = value if is_best else best
+            kept = {} if is_best or epoch == config["epochs"] else None
+            metrics.update(evaluate(model, test, "test", stats=stats, outputs=kept))
+            if is_best:
+                result.outputs["test_at_best_val"] = kept
+            if epoch == config["epochs"]:
+                result.outputs["test"] = kept
         result.history.append(metrics)
         if report is not None:
             report(metrics)
