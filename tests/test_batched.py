@@ -49,3 +49,42 @@ def test_batched_does_not_apply_to_augmentation_and_auto_batches_on_gpus_only():
     assert not use_batched("auto", {"augment": True}, gpus_per_trial=1, device=None)
     with pytest.raises(StudyError, match="--batched on: augmentation"):
         use_batched("on", {"augment": True}, gpus_per_trial=1, device=None)
+
+
+def test_batched_seeds_keep_outputs_costs_and_standardise_raw_inputs_as_separate_fits(fake_mnist):
+    """Splits that store raw inputs (Split.standardise) are standardised batch by batch as fit() does; each seed keeps
+    its test outputs (final and best-validation epoch) and its costs, and computes an objective that is no head's
+    cheap metric every epoch, as a separate fit does."""
+    import dataclasses
+
+    import torch
+
+    from study.tasks.base import choose_metrics
+    from study.training.metrics import split_statistics
+
+    def raw(split):  # the same inputs, stored as x * 2 + 0.5 and standardised back by (x - 0.5) / 2
+        return dataclasses.replace(split, x=split.x * 2 + 0.5, standardise=(torch.tensor(0.5), torch.tensor(2.0)))
+
+    config = without_dropout("sep_aux")
+    datas = [make_pairs(fake_mnist, seed, 100, 60, 40) for seed in SEEDS]
+    objective = choose_metrics(datas[0].spec, "val/digit_nll")  # a stat computed every epoch with torchmetrics
+    datas = [dataclasses.replace(d, train=raw(d.train), val=raw(d.val), test=raw(d.test), spec=objective)
+             for d in datas]
+    separate = [fit({**config, "seed": seed}, data, evaluate_test=True, device="cpu")
+                for seed, data in zip(SEEDS, datas)]
+    batched = fit_batched(config, SEEDS, datas, evaluate_test=True, device="cpu")
+    spec = datas[0].spec
+    for alone, together in zip(separate, batched):
+        assert together.n_params == alone.n_params > 0 and together.train_seconds > 0
+        assert together.final["val/loss"] == pytest.approx(alone.final["val/loss"], rel=1e-4)
+        for row_alone, row_together in zip(alone.history, together.history):
+            assert row_together["val/digit_nll"] == pytest.approx(row_alone["val/digit_nll"], rel=1e-3)
+        assert set(together.outputs) == {"test", "test_at_best_val"}
+        for key in together.outputs:
+            a = split_statistics(spec.heads, alone.outputs[key], "test")
+            b = split_statistics(spec.heads, together.outputs[key], "test")
+            assert set(a) == set(b)
+            assert b["test/digit_nll"] == pytest.approx(a["test/digit_nll"], rel=1e-3)
+            assert abs(b["test/digit_acc"] - a["test/digit_acc"]) <= 1 / 80 + 1e-9
+        final = split_statistics(spec.heads, together.outputs["test"], "test")
+        assert final["test/acc"] == pytest.approx(together.final["test/acc"], rel=1e-4)
