@@ -13,7 +13,7 @@ from scipy import stats
 
 from study.infra.tracking import Tracker
 from study.report import main as report_main
-from study.reporting.stats import describe, holm
+from study.reporting.stats import describe, detectable_difference, holm, seeds_to_resolve
 from study.runs.reruns import failure_tags
 from study.tasks import Head, TaskSpec
 
@@ -246,3 +246,140 @@ def test_a_missing_experiment_is_a_clear_error(tmp_path, experiment):
     with pytest.raises(StudyError, match="no tracking database"):
         report_main(["--tracking-uri", f"sqlite:///{tmp_path / 'absent.db'}"])
     assert not (tmp_path / "absent.db").exists()
+
+
+PER_CLASS_HEADER = "class,label,support,tp,fp,fn,tn,precision,recall,f1"
+
+
+def per_class_csv(counts: list[tuple[int, int, int, int]], labels=("zero", "one", "two")) -> str:
+    """A seed's per_class/<head>.csv as the reruns log it: per class (tp, fp, fn, tn) and what they give."""
+    lines = [PER_CLASS_HEADER]
+    for k, (tp, fp, fn, tn) in enumerate(counts):
+        precision, recall = tp / (tp + fp), tp / (tp + fn)
+        lines.append(f"{k},{labels[k]},{tp + fn},{tp},{fp},{fn},{tn},{precision},{recall},"
+                     f"{2 * tp / (2 * tp + fp + fn)}")
+    return "\n".join(lines) + "\n"
+
+
+def log_with_head_stats(tracker, family, accuracies, diverged=(), primary="test/acc", n_params=12345,
+                        seconds=(10.0, 12.0, 11.0, 13.0), head="digits", per_class=True):
+    """log_family, each finished seed also with what the reruns log since per-head metrics: the other stats of the
+    primary head (macro_f1 = acc − 0.01 − seed / 1000, ...), n_params, train_seconds and a per-class table."""
+    parent = log_family(tracker, family, accuracies, diverged, tags=failure_tags(PAIRS_SPEC), primary=primary)
+    client, prefix = tracker.client, primary.split("/")[1][:-len("acc")]
+    runs = {int(run.data.tags["seed"]): run.info.run_id for run in tracker.finished_seeds(parent).values()}
+    for seed, acc in enumerate(accuracies, start=1):
+        run_id = runs[seed]
+        values = {f"test/{prefix}balanced_acc": acc - 0.005, f"test/{prefix}macro_f1": acc - 0.01 - seed / 1000,
+                  f"test/{prefix}nll": 0.1 * seed, f"test/{prefix}ece": 0.01 * seed,
+                  f"test/{prefix}conf_gap": 0.002 * seed, "n_params": n_params,
+                  "train_seconds": seconds[(seed - 1) % len(seconds)]}
+        for name, value in values.items():
+            client.log_metric(run_id, name, value, step=2)
+        if per_class:
+            client.log_text(run_id, per_class_csv([(5 + seed, 1, 2, 30), (7, seed, 1, 30), (4, 0, seed, 30)]),
+                            f"per_class/{head}.csv")
+    return parent
+
+
+def test_cost_head_stats_resolution_and_per_class_tables(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "new")
+    log_with_head_stats(tracker, "sep_aux", TEST_ACC["sep_aux"])
+    log_with_head_stats(tracker, "base", TEST_ACC["base"], n_params=2048, per_class=False)
+    log_family(tracker, "old", [0.9, 0.91, 0.92, 0.93], tags=failure_tags(PAIRS_SPEC))  # logged before all of it
+    out = tmp_path / "report"
+    families, pairs = report(uri, out, "new")
+
+    sep_aux, old = families["sep_aux"], families["old"]
+    assert float(sep_aux["n_params"]) == 12345 and float(families["base"]["n_params"]) == 2048
+    assert float(sep_aux["train_seconds_mean"]) == pytest.approx(11.5)
+    macro_f1 = [acc - 0.01 - seed / 1000 for seed, acc in enumerate(TEST_ACC["sep_aux"], start=1)]
+    assert float(sep_aux["test/macro_f1_mean"]) == pytest.approx(np.mean(macro_f1))
+    assert float(sep_aux["test/macro_f1_std"]) == pytest.approx(np.std(macro_f1, ddof=1))
+    assert float(sep_aux["test/ece_mean"]) == pytest.approx(0.025)
+    assert old["n_params"] == "nan" and old["test/macro_f1_mean"] == "nan"
+
+    # what the paired seeds can resolve, from the sd of sep_aux − base per seed
+    differences = np.subtract(TEST_ACC["sep_aux"], TEST_ACC["base"])
+    sd = differences.std(ddof=1)
+    pair = pairs[frozenset(("sep_aux", "base"))]
+    assert float(pair["sd_diff"]) == pytest.approx(sd)
+    assert float(pair["detectable_diff"]) == pytest.approx(detectable_difference(sd, 4), rel=1e-4)
+    assert int(pair["seeds_to_resolve"]) == seeds_to_resolve(differences.mean(), sd)
+
+    text = (out / "report.md").read_text()
+    assert "| params | train s/seed |" in text
+    assert "| 12,345 | 11.5 |" in text and "| 2,048 | 11.5 |" in text
+    assert re.search(r"\| old \|.*\| — \| — \|", text)
+    assert "### The other statistics of the head" in text and "test/macro_f1 (%)" in text and "test/nll |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| sep_aux − base |"))
+    assert row.split(" | ")[-3:-1] == [f"{100 * detectable_difference(sd, 4):.2f}",
+                                      str(seeds_to_resolve(differences.mean(), sd))]
+
+    # per class: sep_aux's counts summed over its 4 seeds; base logged none
+    rows = list(csv.DictReader((out / "per_class.csv").open()))
+    assert {r["family"] for r in rows} == {"sep_aux"} and [r["label"] for r in rows] == ["zero", "one", "two"]
+    one = rows[1]
+    tp, fp, fn = 4 * 7, 1 + 2 + 3 + 4, 4 * 1
+    assert (int(one["tp"]), int(one["fp"]), int(one["fn"]), int(one["tn"]), int(one["support"])) == (tp, fp, fn, 120,
+                                                                                                       tp + fn)
+    assert float(one["precision"]) == pytest.approx(tp / (tp + fp)) and float(one["recall"]) == pytest.approx(tp / 32)
+    assert float(one["f1"]) == pytest.approx(2 * tp / (2 * tp + fp + fn)) and one["seeds"] == "4"
+    page = (out / "report.html").read_text()
+    assert "Head digits: per class, pooled over 4 seeds" in page and "sep_aux: P / R / F1 (%)" in page
+    assert f"<td>{100 * tp / (tp + fp):.1f}&nbsp;/&nbsp;{100 * tp / 32:.1f}" in page
+    assert "test/balanced_acc (%)</th>" in page and "<th>params</th>" in page
+
+
+def test_metric_compares_on_another_test_metric_and_names_the_ones_logged(tmp_path, capsys):
+    from study.infra.cli import run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "f1")
+    log_with_head_stats(tracker, "sep_aux", TEST_ACC["sep_aux"], diverged=[5])
+    log_with_head_stats(tracker, "base", TEST_ACC["base"] + [0.86])
+    out = tmp_path / "report"
+    assert report_main(["--experiment", "f1", "--tracking-uri", uri, "--out", str(out), "--metric", "test/nll"]) == 0
+    families = {row["family"]: row for row in csv.DictReader((out / "report.csv").open())}
+    [pair] = csv.DictReader((out / "pairwise.csv").open())
+    # nll is lower-better; sep_aux's diverged seed 5 enters at its worst (highest) finished seed, 0.4
+    assert families["sep_aux"]["primary_metric"] == "test/nll" and float(families["sep_aux"]["failure_value"]) == 0.4
+    assert float(families["sep_aux"]["mean"]) == pytest.approx(np.mean([0.1, 0.2, 0.3, 0.4, 0.4]))
+    assert float(families["base"]["mean"]) == pytest.approx(0.3)
+    assert list(families) == ["sep_aux", "base"]  # lowest NLL first
+    assert (pair["metric"], pair["pairing"], pair["family_a"], pair["n_failed_b"]) == (
+        "test/nll", "paired", "base", "1")
+    text = (out / "report.md").read_text()
+    assert "## Task `digit_pairs`: test/nll" in text and "lower is better" in text
+    assert "the failure value recorded on the parent is of its primary metric test/acc, not of test/nll" in text
+
+    capsys.readouterr()
+    assert run(report_main, ["--experiment", "f1", "--tracking-uri", uri, "--out", str(out),
+                             "--metric", "test/digit_macro_f1"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "'test/digit_macro_f1': no seed logged it" in line and "test/acc, test/balanced_acc" in line
+    assert run(report_main, ["--experiment", "f1", "--tracking-uri", uri, "--metric", "test/conf_gap"]) == 2
+    assert "no better direction" in capsys.readouterr().err
+
+
+def test_a_head_with_many_classes_is_folded_and_arms_with_other_supports_show_each():
+    from study.reporting.collect import FamilyResult, pool_per_class
+    from study.reporting.compute import TaskGroup
+    from study.reporting.html_page import per_class_html
+
+    labels = [f"c{k}" for k in range(100)]
+    many = pool_per_class([per_class_csv([(3, 1, 1, 95)] * 100, labels)] * 2)
+    few_a = pool_per_class([per_class_csv([(5, 1, 1, 9)] * 3)])
+    few_b = pool_per_class([per_class_csv([(2, 0, 2, 9)] * 3)])
+    assert many[0] == {"class": 0, "label": "c0", "support": 8, "tp": 6, "fp": 2, "fn": 2, "tn": 190,
+                       "precision": 0.75, "recall": 0.75, "f1": 0.75}
+    a = FamilyResult("a", "p1", "h", {1: {}}, per_class={"fine": {"seeds": 2, "rows": many},
+                                                       "coarse": {"seeds": 1, "rows": few_a}})
+    b = FamilyResult("b", "p2", "h", {1: {}}, per_class={"coarse": {"seeds": 2, "rows": few_b}})
+    page = per_class_html(TaskGroup("t", [a, b]))
+    assert "<details><summary>100 classes (click to show)</summary>" in page
+    assert "Head fine: per class, pooled over 2 seeds" in page
+    assert "Head coarse: per class, pooled over each family&#x27;s seeds (a 1, b 2)" in page
+    assert "<td>0</td><td>zero</td><td>6&nbsp;/&nbsp;4</td>" in page  # supports differ: each arm's
+    assert per_class_html(TaskGroup("t", [FamilyResult("c", "p3", "h", {1: {}})])) == ""

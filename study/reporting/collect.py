@@ -10,6 +10,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from study.infra.errors import StudyError
 from study.infra.tracking import ROLE, Tracker
 from study.reporting.stats import WORST, describe, resolve_failure_value, with_failures
 
@@ -27,9 +28,37 @@ def _head_stem(metric: str) -> str:
     return stem
 
 
+# Each statistic a head is scored by (study.tasks.base: CLASSIFICATION_STATS, REGRESSION_STATS) with its better
+# direction, longest name first so that a suffix match finds balanced_acc before acc; conf_gap has none. Kept here:
+# the report reads MLflow only and imports nothing that needs torch.
+STAT_DIRECTIONS = {"balanced_acc": True, "macro_f1": True, "conf_gap": None, "rmse": False, "loss": False,
+                   "acc": True, "nll": False, "ece": False, "mae": False, "r2": True}
+PERCENT_STATS = ("balanced_acc", "macro_f1", "acc", "ece", "conf_gap")  # fractions, printed in % (pp)
+HEAD_STATS = ("acc", "balanced_acc", "macro_f1", "nll", "ece", "conf_gap", "mae", "rmse", "r2")  # as tables show them
+
+
+def stat_of(metric: str) -> str | None:
+    """The statistic a metric name ends with (test/digit_macro_f1 -> macro_f1), else None."""
+    stem = _head_stem(metric)
+    return next((stat for stat in STAT_DIRECTIONS if stem.endswith(stat)), None)
+
+
+def head_prefix(metric: str) -> str:
+    """What the metric names of a metric's head start with (test/digit_acc -> digit_, test/acc -> ''): with any
+    statistic appended it names that statistic of the same head (study.tasks.base.Head.metric_for)."""
+    stem, stat = _head_stem(metric), stat_of(metric)
+    return stem[:-len(stat)] if stat else f"{stem}_"
+
+
+def direction(metric: str) -> bool | None:
+    """Whether a higher value of `metric` is better (None: neither, conf_gap); unknown names count as higher."""
+    stat = stat_of(metric)
+    return STAT_DIRECTIONS[stat] if stat else True
+
+
 def _higher_is_better(metric: str) -> bool:
     """For parent runs that predate the `higher_is_better` tag: accuracies up, errors and losses down."""
-    return not _stem(metric).endswith(("mae", "loss"))
+    return direction(metric) is not False
 
 
 @dataclass
@@ -54,6 +83,25 @@ class FamilyResult:
     # the study seeds whose tuned configs this arm pools (seeds are then (study seed, rerun seed) pairs)
     study_seeds: list[int] = field(default_factory=list)
     searches: list[dict] = field(default_factory=list)  # per parent: what its search spent and found (search_info)
+    # head name -> per-class counts pooled over the finished seeds (load_per_class); empty when none were logged
+    per_class: dict[str, dict] = field(default_factory=dict)
+    recorded_primary: str = ""  # the parent's primary_metric tag when study.report --metric compares another
+
+    def use_metric(self, metric: str) -> None:
+        """Compare on `metric` (study.report --metric) instead of the parent's primary metric. The recorded failure
+        value (a chance level) is of the primary metric, so for another metric a diverged seed enters at the arm's
+        worst finished seed, as for a metric of another head."""
+        if metric == self.primary:
+            return
+        self.recorded_primary, self.primary = self.primary, metric
+        self.higher_is_better = bool(direction(metric))
+        self.failure_setting = WORST
+        self.failure_rule = (f"the worst finished seed: the failure value recorded on the parent is of its primary "
+                             f"metric {self.recorded_primary}, not of {metric}")
+
+    def logged(self) -> set[str]:
+        """Every metric any finished seed logged."""
+        return set().union(*self.finished.values()) if self.finished else set()
 
     @property
     def pooled(self) -> bool:
@@ -114,12 +162,15 @@ class FamilyResult:
         return f"{value:g} ({rule})" if value is not None else f"none: {rule}, and no seed finished"
 
 
-def collect(tracker: Tracker) -> list[FamilyResult]:
+def collect(tracker: Tracker, metric: str | None = None) -> list[FamilyResult]:
     """The compared arms per task, sorted by task, then best first (the primary metric's mean over every seed,
     diverged ones included). An arm is a family's latest parent run (the config rerun last) with at least one
     finished or diverged seed, or a preset's, or a reference row's (the untuned defaults); when that parent came
     from a search (tag study_seed), the arm pools the latest parent of every study seed of the family (study.compare
-    --study-seeds), its seeds keyed (study seed, rerun seed)."""
+    --study-seeds), its seeds keyed (study seed, rerun seed). `metric`: compare on that test metric instead of
+    each parent's primary metric (FamilyResult.use_metric)."""
+    if metric:
+        check_metric(metric)
     parents: dict[str, list] = {}
     for parent in tracker.search(f"tags.`{ROLE}` = 'parent'"):  # newest first
         tags = parent.data.tags
@@ -135,12 +186,38 @@ def collect(tracker: Tracker) -> list[FamilyResult]:
         if any(outcomes):
             chosen.append((parent, outcomes))
     results = [arm_result(arm, chosen) for arm, chosen in parents.items() if chosen]
+    if metric:
+        results = with_metric(results, metric)
 
     def order(result: FamilyResult):
         mean = describe(result.test)["mean"]
         return result.task, bool(result.reference), math.isnan(mean), -mean if result.higher_is_better else mean
 
     return sorted(results, key=order)
+
+
+def check_metric(metric: str) -> None:
+    """A metric study.report --metric can compare on: a test metric of a statistic with a better direction."""
+    if not metric.startswith("test/"):
+        raise StudyError(f"--metric {metric!r}: the report compares test metrics only (e.g. test/digit_macro_f1)")
+    if stat_of(metric) and direction(metric) is None:
+        raise StudyError(f"--metric {metric!r}: {stat_of(metric)} has no better direction (over- or "
+                         "under-confident), so it is not a comparison metric")
+
+
+def with_metric(results: list[FamilyResult], metric: str) -> list[FamilyResult]:
+    """The arms of the tasks where some seed logged `metric`, each set to compare on it; StudyError naming the
+    test metrics the seeds did log when none logged it."""
+    tasks = {result.task for result in results if metric in result.logged()}
+    if not tasks:
+        logged = sorted({name for result in results for name in result.logged()
+                         if name.startswith("test/") and not name.endswith("_at_best_val")})
+        raise StudyError(f"--metric {metric!r}: no seed logged it; the seeds logged "
+                         + (", ".join(logged) if logged else "no test metric"))
+    results = [result for result in results if result.task in tasks]
+    for result in results:
+        result.use_metric(metric)
+    return results
 
 
 def arm_result(arm: str, chosen: list) -> FamilyResult:
@@ -201,3 +278,55 @@ def load_curves(tracker: Tracker, results: list[FamilyResult]) -> None:
             for name, history in tracker.histories(run_id, names).items():
                 if history:
                     result.curves[name][seed] = history
+
+
+PER_CLASS_COUNTS = ("support", "tp", "fp", "fn", "tn")
+
+
+def per_class_files(tracker: Tracker, run_id: str) -> dict[str, str]:
+    """A seed run's per-class tables (artifacts per_class/<head>.csv, logged since per-head metrics exist): head ->
+    CSV text, from one download of the folder; {} for a run logged before them."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            local = Path(tracker.client.download_artifacts(run_id, "per_class", folder))
+        except Exception:  # noqa: BLE001 - MlflowException or OSError: the run has no such folder
+            return {}
+        return {path.stem: path.read_text() for path in sorted(local.glob("*.csv"))}
+
+
+def pool_per_class(tables: list[str]) -> list[dict]:
+    """Per class, the counts (support, TP, FP, FN, TN) summed over seeds' CSV tables and the precision, recall
+    and F1 of the pooled counts (NaN where a denominator is 0)."""
+    import csv
+    import io
+
+    pooled: dict[int, dict] = {}
+    for text in tables:
+        for row in csv.DictReader(io.StringIO(text)):
+            entry = pooled.setdefault(int(row["class"]), {"class": int(row["class"]), "label": row["label"],
+                                                          **dict.fromkeys(PER_CLASS_COUNTS, 0)})
+            for name in PER_CLASS_COUNTS:
+                entry[name] += int(float(row[name]))
+
+    def ratio(top: int, bottom: int) -> float:
+        return top / bottom if bottom else math.nan
+
+    for entry in pooled.values():
+        tp, fp, fn = entry["tp"], entry["fp"], entry["fn"]
+        entry.update(precision=ratio(tp, tp + fp), recall=ratio(tp, tp + fn), f1=ratio(2 * tp, 2 * tp + fp + fn))
+    return [pooled[k] for k in sorted(pooled)]
+
+
+def load_per_class(tracker: Tracker, results: list[FamilyResult]) -> None:
+    """Each arm's per-class tables pooled over its finished seeds (one download per seed run): result.per_class,
+    head -> {"seeds": how many seeds had the table, "rows": pool_per_class}. Diverged seeds have no predictions."""
+    for result in results:
+        tables: dict[str, list[str]] = {}
+        for run_id in result.run_ids.values():
+            for head, text in per_class_files(tracker, run_id).items():
+                tables.setdefault(head, []).append(text)
+        result.per_class = {head: {"seeds": len(texts), "rows": pool_per_class(texts)}
+                            for head, texts in sorted(tables.items())}

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 
 from study.infra.errors import StudyError
 from study.infra.tracking import SEARCH_FIGURES, Tracker
-from study.reporting.collect import FamilyResult, collect, load_curves
-from study.reporting.stats import COMPARISON_FIELDS, DEFAULT_RESAMPLES, WORST, compare_all, describe, failure_rule
+from study.reporting.collect import (HEAD_STATS, PERCENT_STATS, FamilyResult, collect, direction, head_prefix,
+                                     load_curves, load_per_class, stat_of)
+from study.reporting.stats import (COMPARISON_FIELDS, DEFAULT_RESAMPLES, MAX_SEEDS, POWER, WORST, compare_all,
+                                   describe, failure_rule, resolution)
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,15 @@ class Units:
     @classmethod
     def of(cls, higher_is_better: bool) -> "Units":
         return cls(100.0, "%", "pp") if higher_is_better else cls(1.0, "", "")
+
+    @classmethod
+    def of_metric(cls, metric: str, higher_is_better: bool = True) -> "Units":
+        """Fractions (accuracies, macro-F1, ECE, confidence gap) in %; NLL, errors and R² as they are; a metric of
+        no known statistic by its direction (Units.of)."""
+        stat = stat_of(metric)
+        if stat is None:
+            return cls.of(higher_is_better)
+        return cls(100.0, "%", "pp") if stat in PERCENT_STATS else cls(1.0, "", "")
 
     def fmt(self, value: float, signed: bool = False) -> str:
         if value is None or math.isnan(value):
@@ -64,7 +75,14 @@ class TaskGroup:
 
     @property
     def units(self) -> Units:
-        return Units.of(self.higher_is_better)
+        return Units.of_metric(self.primary, self.higher_is_better)
+
+    def head_metrics(self) -> list[str]:
+        """The other statistics of the primary metric's head that some finished seed logged (test/digit_acc ->
+        test/digit_balanced_acc, test/digit_macro_f1, ...): none for runs logged before per-head metrics."""
+        logged = set().union(*(result.logged() for result in self.results))
+        prefix = head_prefix(self.primary)
+        return [name for stat in HEAD_STATS if (name := f"test/{prefix}{stat}") in logged and name != self.primary]
 
     def failure_statement(self) -> str:
         """The rule diverged seeds enter by, as the report states it."""
@@ -101,6 +119,9 @@ def compare_group(group: TaskGroup, n_resamples: int = DEFAULT_RESAMPLES) -> Non
         if result.reference:
             group.excluded[result.family] = f"a reference row ({result.reference}), not a tuned arm"
             continue
+        if result.finished and not result.values(result.primary):
+            group.excluded[result.family] = f"its seeds did not log {result.primary} (logged before it existed)"
+            continue
         values = per_study_seed(result) if by_study else result.entered()
         if result.diverged and result.failure_value() is None:
             group.excluded[result.family] = (f"all {len(result.diverged)} seeds diverged and its failure value, the "
@@ -118,7 +139,22 @@ def compare_group(group: TaskGroup, n_resamples: int = DEFAULT_RESAMPLES) -> Non
     for row in rows:
         row["n_failed_a"], row["n_failed_b"] = failed[row["family_a"]], failed[row["family_b"]]
         row["units"] = "study seeds" if by_study else "seeds"
+        # What these seeds can resolve (paired rows): from the sd of the paired differences, the smallest
+        # difference they detect and the seeds the observed difference needs (80% power, two-sided α = 0.05).
+        a, b = entered[row["family_a"]], entered[row["family_b"]]
+        if row["pairing"] == "paired":
+            row.update(resolution([a[key] - b[key] for key in sorted(a)]))
+        else:
+            row.update(sd_diff=math.nan, detectable_diff=math.nan, seeds_to_resolve=None)
     group.pairs = [{"task": group.task, "metric": group.primary, **row} for row in rows]
+
+
+def head_metric_summary(result: FamilyResult, metric: str) -> dict:
+    """describe() of another statistic of the primary head over every seed: a diverged seed at the arm's worst
+    finished seed of it (FamilyResult.entered), except for conf_gap (no worse direction): finished seeds only."""
+    if direction(metric) is None:
+        return describe(result.values(metric).values())
+    return describe(result.entered(metric).values())
 
 
 def per_study_seed(result: FamilyResult) -> dict:
@@ -170,11 +206,16 @@ class Report:
         return [row for group in self.groups for row in group.pairs]
 
 
-def build_report(tracker: Tracker, curves: bool = True, n_resamples: int = DEFAULT_RESAMPLES) -> Report:
-    """Collect the arms of the tracker's experiment, compare every pair per task; StudyError when none."""
-    results = collect(tracker)
+def build_report(tracker: Tracker, curves: bool = True, n_resamples: int = DEFAULT_RESAMPLES,
+                 metric: str | None = None, per_class: bool = True) -> Report:
+    """Collect the arms of the tracker's experiment, compare every pair per task; StudyError when none. `metric`:
+    compare on that test metric instead of each parent's primary metric (collect); `per_class`: read each finished
+    seed's per-class tables (one download per seed run)."""
+    results = collect(tracker, metric)
     if not results:
         raise StudyError(f"experiment {tracker.experiment!r} at {tracker.uri} has no finished reruns to compare")
+    if per_class:
+        load_per_class(tracker, results)
     if curves:
         load_curves(tracker, results)
         for result in results:  # the search figures logged with each parent (study.tune), for the HTML page
@@ -218,5 +259,13 @@ def reproductions(results: list[FamilyResult]) -> list[dict]:
 
 
 # What each field of pairwise.csv means (stats.COMPARISON_FIELDS, plus the two the report adds).
-PAIRWISE_FIELDS = {"task": "the task both families ran", "metric": "the metric compared (the task's primary)",
-                   **COMPARISON_FIELDS}
+PAIRWISE_FIELDS = {"task": "the task both families ran",
+                   "metric": "the metric compared (the task's primary, or study.report --metric)",
+                   **COMPARISON_FIELDS,
+                   "units": "what a seed of the comparison is: a rerun seed, or a study seed (the mean of its seeds)",
+                   "sd_diff": "sd of the paired differences (paired rows only)",
+                   "detectable_diff": f"the smallest true mean difference a two-sided paired t-test at α = 0.05 "
+                                      f"with these n pairs detects with {POWER:.0%} power, given sd_diff",
+                   "seeds_to_resolve": f"the fewest paired seeds that detect the observed diff with {POWER:.0%} "
+                                       f"power (same test and sd_diff); {MAX_SEEDS + 1} means more than "
+                                       f"{MAX_SEEDS}; empty when diff or sd_diff is 0 or the pair is unpaired"}

@@ -24,9 +24,12 @@ from datetime import datetime, timezone
 import numpy as np
 
 from study.reporting.compute import PAIRWISE_FIELDS, Report, TaskGroup
-from study.reporting.tables import (ALPHA, PUBLISHED_LEGEND, SEARCH_LEGEND, VARIANCE_LEGEND, Table, family_legend,
-                                    family_table, pair_legend, pair_table, published_table, search_table,
+from study.reporting.tables import (ALPHA, PER_CLASS_LEGEND, PUBLISHED_LEGEND, SEARCH_LEGEND, VARIANCE_LEGEND, Table,
+                                    family_legend, family_table, head_stats_legend, pair_legend, pair_table,
+                                    per_class_counts_table, per_class_tables, published_table, search_table,
                                     variance_table)
+
+MANY_CLASSES = 20  # a head with more classes shows its per-class table folded (<details>)
 
 
 def png(figure) -> bytes:
@@ -235,6 +238,24 @@ CAPTIONS = {"search_history.png": "Optimisation history: every trial's value (AS
                                       "each searched parameter explains."}
 
 
+def per_class_html(group: TaskGroup) -> str:
+    """Each classification head's per-class table pooled over seeds (folded for many classes), and each arm's
+    pooled counts folded beneath; "" when no seed logged per-class tables."""
+    tables = per_class_tables(group)
+    if not tables:
+        return ""
+    parts = ["<h3>Per class</h3>", f'<p class="legend">{html.escape(PER_CLASS_LEGEND)}</p>']
+    for head, heading, table, n_classes in tables:
+        body = table_html(table, "per-class")
+        if n_classes > MANY_CLASSES:
+            body = f"<details><summary>{n_classes} classes (click to show)</summary>{body}</details>"
+        counts = "".join(f"<details><summary>{html.escape(result.family)}: pooled TP / FP / FN / TN</summary>"
+                         + table_html(per_class_counts_table(result, head), "per-class-counts") + "</details>"
+                         for result in group.results if head in result.per_class)
+        parts += [f"<h4>{html.escape(heading)}</h4>", body, counts]
+    return "\n".join(parts)
+
+
 def render(report: Report, figures: dict[str, bytes]) -> str:
     """The whole page; `figures` from figures(report)."""
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -247,7 +268,8 @@ def render(report: Report, figures: dict[str, bytes]) -> str:
     for group in report.groups:
         parts += [f"<h2>Task <code>{html.escape(group.task)}</code>: {html.escape(group.primary)}</h2>",
                   f'<p class="legend">{html.escape(family_legend(group))}</p>',
-                  table_html(family_table(group), "families"),
+                  table_html(family_table(group, head_stats=True), "families"),
+                  (f'<p class="legend">{html.escape(head_stats_legend(group))}</p>' if group.head_metrics() else ""),
                   f'<p class="rule"><b>Diverged seeds.</b> {html.escape(group.failure_statement())}</p>',
                   "<h3>Every pair</h3>"]
         if group.pairs:
@@ -269,6 +291,7 @@ def render(report: Report, figures: dict[str, bytes]) -> str:
         if searches:
             parts += ["<h3>The searches</h3>", f'<p class="legend">{html.escape(SEARCH_LEGEND)}</p>',
                       table_html(searches, "searches"), search_figures_html(group)]
+        parts.append(per_class_html(group))
         parts.append(_img(figures, _file_stem(report, group, "seeds"), "per-seed results",
                           "Every seed of every family; grey lines join the same seed (same splits and "
                           "initialisation) across families, so a paired difference shows as lines that all slope "
