@@ -14,7 +14,7 @@ import textwrap
 import pytest
 import torch
 
-from helpers import REPO, small_config
+from helpers import REPO, run_in_process, small_config
 from study.families import build_model
 from study.families.registry import TaskModel
 from study.search.trial import Objective
@@ -177,3 +177,16 @@ def test_a_trial_or_seed_worker_does_not_import_torchmetrics(fake_mnist_dir):
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split()[0] == "False"
+
+
+@pytest.mark.parametrize("command", ["study.tune", "study.compare"])
+def test_a_bad_objective_is_one_line_before_anything_runs_or_is_written(command, tmp_path, fake_mnist_dir):
+    where = (["--family", "base", "--study-dir", str(tmp_path / "study")] if command == "study.tune" else
+             ["--families", "base,sep", "--out", str(tmp_path / "study")])
+    done = run_in_process(command, *where, "--objective", "val/digit_conf_gap", "--data-dir", str(fake_mnist_dir),
+                          "--tracking-uri", f"sqlite:///{tmp_path / 'x.db'}")
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert "--objective 'val/digit_conf_gap' is not a metric of task 'digit_pairs'; valid: val/acc" in line
+    assert "val/digit_nll" in line and "conf_gap" not in line.split("valid:")[1]  # no direction: not tunable
+    assert not (tmp_path / "study").exists() and not (tmp_path / "x.db").exists()

@@ -259,3 +259,17 @@ def test_an_unset_objective_or_metric_leaves_a_configs_hash_as_it_was():
     assert validated["objective"] == validated["metric"] == ""
     assert "objective" not in named_config(validated) and config_hash(validated) == config_hash(
         {key: value for key, value in validated.items() if key not in ("objective", "metric")})
+
+
+@pytest.mark.parametrize("metric, value, higher", [
+    ("", "0.5", "true"), ("test/digit_acc", "0.1", "true"), ("test/digit_balanced_acc", "0.1", "true"),
+    ("test/digit_macro_f1", "worst", "true"), ("test/digit_nll", "worst", "false"), ("test/ece", "worst", "false")])
+def test_a_diverged_seed_enters_at_chance_only_for_an_accuracy(metric, value, higher):
+    """Chance level is an accuracy's: an NLL of 0.1 or an ECE of 0.5 would be a diverged seed's prize."""
+    from study.tasks.base import choose_metrics
+
+    spec = choose_metrics(TaskSpec("digit_pairs", (Head("z", "binary", metric="acc"),
+                                                   Head("digits", "classes", 10, metric="digit_acc")),
+                                   (2, 14, 14), "val/acc", "test/acc"), metric=metric)
+    tags = rerun_module.failure_tags(spec)
+    assert (tags["failure_value"], tags["higher_is_better"]) == (value, higher), tags

@@ -47,8 +47,8 @@ def confusion_figure(title: str, matrix, labels: list[str]):
     counts = np.asarray(matrix)
     n = len(counts)
     shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)  # a row's share: rare classes still show
-    size = min(4 + 0.35 * n, 16)
-    figure = Figure(figsize=(size, size * 0.9))
+    size = min(5 + 0.3 * n, 16)
+    figure = Figure(figsize=(size, size * 0.85))
     axes = figure.subplots()
     image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     figure.colorbar(image, ax=axes, label="share of the true class")
@@ -62,6 +62,6 @@ def confusion_figure(title: str, matrix, labels: list[str]):
                           color="white" if shares[i, j] > 0.5 else "black")
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    axes.set_title(title)
+    axes.set_title(title, fontsize=10)
     figure.tight_layout()
     return figure

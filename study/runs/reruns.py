@@ -64,23 +64,29 @@ def use_batched(mode: str, config: dict, gpus_per_trial: float, device: str | No
 
 def failure_tags(spec) -> dict[str, str]:
     """How a diverged seed enters the statistics (stats.FAILURE_RULE), recorded on the parent run so a report needs
-    no task: `failure_value`, the chance level of the primary metric's head (binary 0.5, n classes 1/n), or
-    `worst` for a regression head (an error has no chance level: the worst finished seed of the config);
-    `failure_rule`, that in words; `higher_is_better` of the primary metric."""
+    no task: `failure_value`, the chance level of the primary metric when it is an accuracy (acc, balanced_acc) of a
+    classification head (binary 0.5, n classes 1/n), else `worst` (an error, a regression stat, NLL, ECE or macro-F1
+    has no chance level a diverged model surely reaches: the worst finished seed of the config); `failure_rule`,
+    that in words; `higher_is_better` of the primary metric."""
     try:
         head = spec.head_of(spec.primary_metric)
     except ValueError:  # a primary metric that is no head's metric (e.g. a loss): no chance level either
         return {"failure_value": WORST, "higher_is_better": str(spec.mode == "max").lower(),
                 "failure_rule": f"{spec.primary_metric} has no chance level: the worst finished seed"}
-    if head.kind == "binary":
+    stat = head.stat_of(spec.primary_metric.split("/", 1)[-1])
+    higher = str(bool(spec.higher_is_better(spec.primary_metric))).lower()
+    if head.kind == "regression":
+        value, rule = WORST, (f"the regression head {head.name!r} ({head.metric_for(stat)}) has no chance level: "
+                              "the worst finished seed of the same config")
+    elif stat not in ("acc", "balanced_acc"):
+        value, rule = WORST, (f"{head.metric_for(stat)} of the head {head.name!r} has no chance level: the worst "
+                              "finished seed of the same config")
+    elif head.kind == "binary":
         value, rule = 0.5, f"chance level of the binary head {head.name!r}: 0.5"
-    elif head.kind == "classes":
+    else:
         value = 1 / head.classes
         rule = f"chance level of the {head.classes}-class head {head.name!r}: 1/{head.classes}"
-    else:
-        value, rule = WORST, (f"the regression head {head.name!r} ({head.metric_name}) has no chance level: the "
-                              "worst finished seed of the same config")
-    return {"failure_value": str(value), "failure_rule": rule, "higher_is_better": str(head.higher_is_better).lower()}
+    return {"failure_value": str(value), "failure_rule": rule, "higher_is_better": higher}
 
 
 def run_reruns(config: dict, seeds: int, tracker: Tracker, task, compute: Compute = Compute(),
@@ -194,7 +200,7 @@ def seed_statistics(spec, summary: dict, outputs: dict, family: str, seed: int) 
         texts[f"per_class/{head.name}.csv"] = per_class_csv(per_class(head, final[head.name]))
         n = head.classes if head.kind == "classes" else 2
         figures[f"per_class/{head.name}_confusion.png"] = confusion_figure(
-            f"{family}, seed {seed}: head {head.name} on the test split (final epoch)",
+            f"{family}, seed {seed}\nhead {head.name}, test split, final epoch",
             confusion(head, final[head.name]), [head.label(i) for i in range(n)])
     return {**stats, **summary}, texts, figures
 
