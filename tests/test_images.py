@@ -221,3 +221,15 @@ def test_a_missing_listing_or_class_folders_without_images_are_one_error(tmp_pat
     (tmp_path / "empty" / "b").mkdir()
     with pytest.raises(StudyError, match="class folder 'a' holds no PNG or JPEG image"):
         open_task("images", data=str(tmp_path / "empty"))
+
+
+def test_batched_reruns_match_separate_fits_on_raw_images(tmp_path):
+    from study.training.batched import fit_batched
+
+    task = open_task("images", data=write_images(tmp_path))
+    cfg = config("split_heads", task, dropout=0.0, epochs=2)
+    datas = [task.draw(seed, cfg) for seed in (0, 1)]
+    for seed, data, result in zip((0, 1), datas, fit_batched(cfg, [0, 1], datas, evaluate_test=True)):
+        alone = fit({**cfg, "seed": seed}, data, evaluate_test=True)
+        for key, value in alone.final.items():
+            assert result.final[key] == pytest.approx(value, rel=1e-3, abs=1e-4), key
