@@ -151,6 +151,8 @@ def test_a_batched_rerun_logs_every_seed_over_http_to_a_real_mlflow_server(confi
     [parent], children = runs_of(client, "parent"), runs_of(client, "seed")
     assert sorted(c.data.tags["seed"] for c in children) == ["1", "2"]
     assert all(c.info.status == "FINISHED" and "test/acc" in c.data.metrics for c in children)
+    assert all({"test/digit_macro_f1", "n_params", "train_seconds"} <= set(c.data.metrics) for c in children)
+    assert "per_class/digits.csv" in {a.path for a in client.list_artifacts(children[0].info.run_id, "per_class")}
     assert "learning_curves.png" in {a.path for a in client.list_artifacts(parent.info.run_id)}
 
 
