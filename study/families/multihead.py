@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from study.families.registry import TaskModel, register_family
+from study.families.registry import TaskModel, register_family, sigmoid_distribution
 from study.tasks.base import Head, TaskSpec
 
 
@@ -159,13 +159,11 @@ class JointSigmoidNet(TaskModel):
         return total
 
     def probabilities(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Within each classes head, sigma(z_k) / sum_j sigma(z_j): its units were trained as independent sigmoids,
-        so their sigmoids, not a softmax of their logits, are what it learnt; normalised, they sum to 1."""
+        """Within each classes head, the distribution its independent sigmoid units imply (sigmoid_distribution)."""
         probs = super().probabilities(out)
         for head in self.classifying:
             if head.kind == "classes":
-                scores = torch.sigmoid(out[head.name])  # (B, n)
-                probs[head.name] = scores / scores.sum(-1, keepdim=True)
+                probs[head.name] = sigmoid_distribution(out[head.name])  # (B, n)
         return probs
 
 

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from study.families.pair_nets import ConvBranch
-from study.families.registry import TaskModel, register_family
+from study.families.registry import TaskModel, register_family, sigmoid_distribution
 from study.tasks.digit_pairs import N_DIGITS
 
 
@@ -58,6 +58,10 @@ class JointHeadNet(TaskModel):
         joint = torch.cat([targets["z"].unsqueeze(1), F.one_hot(targets["digits"], N_DIGITS).flatten(1).float()],
                           dim=1)
         return F.binary_cross_entropy_with_logits(logits, joint)
+
+    def probabilities(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The digits' units were trained as independent sigmoids: their implied distribution, not a softmax."""
+        return {**super().probabilities(out), "digits": sigmoid_distribution(out["digits"])}  # (B, 2, 10)
 
 
 @register_family(task="digit_pairs")

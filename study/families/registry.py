@@ -61,6 +61,13 @@ class TaskModel(nn.Module):
         return probs
 
 
+def sigmoid_distribution(logits: torch.Tensor) -> torch.Tensor:
+    """(..., n) logits of n units trained as independent sigmoids -> the class distribution they imply,
+    sigma(z_k) / sum_j sigma(z_j): their sigmoids, not a softmax of their logits, are what such units learnt."""
+    scores = torch.sigmoid(logits)
+    return scores / scores.sum(-1, keepdim=True)
+
+
 @dataclass(frozen=True)
 class Family:
     builder: Callable[..., TaskModel]
