@@ -304,27 +304,27 @@ class Images(UserData):
         return np.load(self.cache, mmap_mode="r")
 
     def gather(self, rows) -> list[torch.Tensor]:
-        """Each index tensor's rows, copied out of the memory map chunk by chunk (each chunk's mapping released
-        before the next, so the process never holds the mapped file besides the copies)."""
-        shape = (self.n, *self.input_shape)
-        outs = [torch.empty((len(index), *shape[1:]), dtype=torch.uint8) for index in rows]
-        owner = np.full(self.n, -1)  # which split each row goes to, and where in it
-        place = np.zeros(self.n, dtype=np.int64)
-        for part, index in enumerate(rows):
-            owner[index.numpy()] = part
-            place[index.numpy()] = np.arange(len(index))
-        chunk = max(1, CHUNK_BYTES // int(np.prod(shape[1:])))
+        """Each sorted index tensor's rows, copied out of the memory map chunk by chunk straight into the split's
+        tensor (no intermediate copy; each chunk's mapping released before the next, so the process never holds the
+        mapped file besides the copies)."""
+        outs = [torch.empty((len(index), *self.input_shape), dtype=torch.uint8) for index in rows]
+        chunk = max(1, CHUNK_BYTES // int(np.prod(self.input_shape)))
+        sorted_rows = [index.numpy() for index in rows]
+        done = [0] * len(rows)  # rows of each split copied so far
         for start in range(0, self.n, chunk):
             pixels = self.pixels()
-            block = np.asarray(pixels[start:start + chunk])
-            for part, out in enumerate(outs):
-                local = np.nonzero(owner[start:start + chunk] == part)[0]
-                if len(local):
-                    out[torch.from_numpy(place[start + local])] = torch.from_numpy(block[local])
+            block = pixels[start:start + chunk]  # (chunk, C, S, S), mapped
+            for part, (index, out) in enumerate(zip(sorted_rows, outs)):
+                stop = int(np.searchsorted(index, start + chunk))
+                if stop > done[part]:
+                    np.take(block, index[done[part]:stop] - start, axis=0,
+                            out=out[done[part]:stop].numpy())
+                    done[part] = stop
             del pixels, block
         return outs
 
     def make_splits(self, rows, config):
+        rows = tuple(index.sort().values for index in rows)  # the cache's order: it is read front to back
         xs = self.gather(rows)
         mean, std = channel_moments(xs[0])
         return tuple(Split(x, self.split_targets(index), index, (mean, std)) for x, index in zip(xs, rows))
