@@ -24,9 +24,9 @@ the cache format, so a changed, added or removed image gives a new key and a new
 to a temporary name and renamed (the JSON first), so a killed decode never leaves a cache that looks whole; a
 cache whose JSON says it holds other data (a copied or edited file) is refused, naming it: delete it to rebuild.
 The task object pickled to Ray workers carries the cache's path, not the pixels; every process reads the cache as
-a memory map, and draw() copies each split's rows out of it in chunks, each chunk's mapping released before the
-next, so a process holds about the cache's size in RAM (uint8 splits, standardised batch by batch by
-Split.standardise with the train split's per-channel mean and std).
+a memory map, and draw() copies each split's rows (in the file's order) out of it in chunks, each chunk's
+mapping released before the next, so a process holds about the cache's size in RAM (uint8 splits, standardised
+batch by batch by Split.standardise with the train split's per-channel mean and std).
 
 Augmentation (`augment: true`, searched by the images spaces): per image, a random crop after reflect-padding by
 1/8 of the side, and a horizontal flip with probability 1/2, on the batch's device with torch's global RNG.
