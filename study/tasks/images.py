@@ -331,15 +331,17 @@ class Images(UserData):
 
 
 def channel_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std (1, C, 1, 1) of uint8 images (N, C, H, W), summed chunk by chunk (float32 holds
-    uint8 values and their squares exactly; the sums are float64), never a float copy of the whole split."""
+    """Per-channel mean and std (1, C, 1, 1) of uint8 images (N, C, H, W), summed chunk by chunk through one float32
+    buffer (no float copy of the split, no allocation per chunk); the chunks' sums add up in float64."""
     total = torch.zeros(x.shape[1], dtype=torch.float64)
     squares = torch.zeros_like(total)
     chunk = max(1, CHUNK_BYTES // 4 // max(1, x[0].numel()))
+    buffer = torch.empty((min(chunk, len(x)), *x.shape[1:]))
     for start in range(0, len(x), chunk):
-        block = x[start:start + chunk].float()
-        total += block.sum((0, 2, 3), dtype=torch.float64)
-        squares += block.square_().sum((0, 2, 3), dtype=torch.float64)
+        block = buffer[:len(x[start:start + chunk])]
+        block.copy_(x[start:start + chunk])
+        total += block.sum((0, 2, 3)).double()
+        squares += block.mul_(block).sum((0, 2, 3)).double()
     count = x.numel() // x.shape[1]
     mean = total / count
     var = (squares - count * mean * mean) / max(count - 1, 1)
