@@ -250,6 +250,41 @@ def write_arrays(folder: Path, n: int = 240, seed: int = 0) -> str:
     return str(path)
 
 
+def write_table(folder: Path, n: int = 240, seed: int = 0) -> str:
+    """write_arrays' data as a CSV table (features f0..f7, `label` as strings a / b / c) with its heads beside."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8))
+    table = pd.DataFrame({f"f{k}": x[:, k] for k in range(8)})
+    table["label"], table["size"] = np.array(["a", "b", "c"])[x[:, :3].argmax(1)], 2 * x[:, 3] + 5
+    table["flag"] = (x[:, 4] > 0).astype(np.int64)
+    table.to_csv(folder / "small.csv", index=False)
+    (folder / "small.yaml").write_text("label: classes\nsize: regression:l1\nflag: binary\n")
+    return str(folder / "small.csv")
+
+
+def write_images(folder: Path, n: int = 60, seed: int = 0) -> str:
+    """n grey 8x8 PNG images listed in labels.csv: `label` (which third of the image is lit, 3 classes), `size`
+    (regression: its brightness), `flag` (binary: lit above or below the middle row); heads beside."""
+    import pandas as pd
+    import torch
+    from torchvision.io import write_png
+
+    rng = np.random.default_rng(seed)
+    (folder / "img").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        label, flag, size = i % 3, int(rng.integers(2)), float(rng.integers(80, 200))
+        image = rng.integers(0, 40, size=(1, 8, 8))
+        image[0, 4 * flag:4 * flag + 4, 3 * label:3 * label + 2] += int(size)
+        write_png(torch.from_numpy(image.clip(0, 255).astype(np.uint8)), str(folder / f"img/{i}.png"))
+        rows.append({"path": f"img/{i}.png", "label": label, "size": size, "flag": flag})
+    pd.DataFrame(rows).to_csv(folder / "labels.csv", index=False)
+    (folder / "labels.yaml").write_text("label: classes:3\nsize: regression:huber\nflag: binary\nimage_size: 8\n")
+    return str(folder / "labels.csv")
+
+
 def coarse_of(fine: np.ndarray) -> np.ndarray:
     """The synthetic superclasses: a fixed grouping of the 100 fine classes into 20 of five (7 k mod 20, so not the
     contiguous blocks a loader might wrongly assume)."""

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from helpers import small_cifar_config, small_config, write_arrays
+from helpers import small_cifar_config, small_config, write_arrays, write_images, write_table
 from study.families import FAMILIES
 from study.config.space import resolve_config
 from study.tasks import open_task
@@ -16,7 +16,9 @@ TASK_FAMILIES = sorted((task, family) for family in FAMILIES for task in FAMILIE
 
 @pytest.fixture(scope="module")
 def small_task_data(tmp_path_factory, small_data, cifar100_task):
-    arrays = open_task("arrays", data=write_arrays(tmp_path_factory.mktemp("arrays")))
+    user_data = {"arrays": open_task("arrays", data=write_arrays(tmp_path_factory.mktemp("arrays"))),
+                 "table": open_task("table", data=write_table(tmp_path_factory.mktemp("table"))),
+                 "images": open_task("images", data=write_images(tmp_path_factory.mktemp("images")))}
 
     def config(task: str, family: str, **overrides) -> dict:
         if task == "digit_pairs":
@@ -24,9 +26,10 @@ def small_task_data(tmp_path_factory, small_data, cifar100_task):
         if task == "cifar100":
             return small_cifar_config(cifar100_task, family, n_train=100, n_val=50, **overrides)
         shrink = {"epochs": 2, "batch_size": 40, "width": 16, "depth": 1, "channels": 4, **overrides}
-        return arrays.with_settings(resolve_config(family, shrink, task="arrays"))
+        return user_data[task].with_settings(resolve_config(family, shrink, task=task))
 
-    draws = {"digit_pairs": lambda seed, cfg: small_data, "arrays": arrays.draw, "cifar100": cifar100_task.draw}
+    draws = {"digit_pairs": lambda seed, cfg: small_data, "cifar100": cifar100_task.draw,
+             **{task: opened.draw for task, opened in user_data.items()}}
     return config, draws
 
 
