@@ -12,7 +12,7 @@ into a temporary folder (or --folder), then
   check its identity, the record read, the .npy memory-mapped). Target (issue 20): first / second >= 20.
 - memory: a fresh Python process imports the study, opens the cached listing, trains a warm-up epoch on 512 random
   images (torch's own allocations), then draws seed 0's splits and trains one epoch of single_head (small widths);
-  its peak RSS (ru_maxrss) while drawing, minus its RSS after the warm-up, is what the data took; target: at most
+  its peak RSS (VmHWM) while drawing, minus its RSS after the warm-up, is what the data took; target: at most
   the cache file's size (the uint8 splits, copied out of the map chunk by chunk). The peak over the epoch too adds
   the training's own batches and activations (batch 256, which depend on the model, not on N).
 Times are wall seconds of this machine; compare ratios, not seconds, between machines.
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -34,10 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 HEADS = "label: classes\nvalue: regression\nimage_size: {size}\n"
 
 
-def rss_mib() -> float:
-    """This process's resident set now (Linux /proc), MiB."""
+def rss_mib(field: str = "VmRSS") -> float:
+    """This process's resident set now (VmRSS), or its peak (VmHWM), MiB (Linux /proc). Not ru_maxrss: Linux keeps
+    that across exec, so a child started by a big parent would report the parent's size."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -86,10 +86,10 @@ def child(csv: str) -> None:
     fit(config, TaskData(split, split, None, task.spec), device="cpu")
     before = rss_mib()
     data = task.draw(0, config)
-    drawn = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the peak so far (kB on Linux)
+    drawn = rss_mib("VmHWM")  # the peak so far
     data = data.without_test()  # as a tuning trial holds it
     fit(config, data, device="cpu")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = rss_mib("VmHWM")
     print(f"RSS {before:.1f} {drawn:.1f} {peak:.1f}")
 
 
