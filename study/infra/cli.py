@@ -62,9 +62,13 @@ def add_plugin_flag(parser: argparse.ArgumentParser) -> None:
 
 def add_task_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="digit_pairs",
-                        help="the problem studied (default digit_pairs; also arrays, or a plugin's task)")
-    parser.add_argument("--data", help="the arrays task's .npz file")
-    parser.add_argument("--heads", help="the arrays task's heads, when no YAML lies beside --data")
+                        help="the problem studied (default digit_pairs; also cifar100, and your own data: arrays, "
+                             "table, images; or a plugin's task)")
+    parser.add_argument("--data", help="your data: a .npz (arrays), a CSV or Parquet table (table), a CSV listing "
+                                       "image files or a folder of class folders (images)")
+    parser.add_argument("--heads", help="the label columns' kinds and the task's options (features, impute, "
+                                        "image_size, ...): a YAML file or inline text, when no <stem>.yaml lies "
+                                        "beside --data")
 
 
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
