@@ -115,3 +115,15 @@ def test_robust_selection_prints_test_accuracy_with_and_without_selection(fake_m
     assert worst_without <= without <= 100 and worst_with <= with_ <= 100
     assert delta == pytest.approx(with_ - without, abs=0.02)  # printed to 0.01
     assert (tmp_path / "studies" / "seed1" / "selection.yaml").exists()
+
+
+def test_image_cache_prints_both_load_times_their_ratio_and_the_ram_beside_the_cache(tmp_path):
+    out = run_benchmark("image_cache.py", "--n", "100", "--size", "64", "--folder", str(tmp_path))
+    assert "100 RGB PNGs of 64x64" in out
+    first, second, ratio = numbers(rf"first load \(decode\): {NUMBER} s +second load \(cache\): {NUMBER} s +ratio "
+                                   rf"first/second = {NUMBER}", out)
+    assert ratio_within_rounding(ratio, first, second, half_unit=0.0005)  # s printed to 0.001, the ratio to 0.1
+    drawn, cache, drawn_ratio = numbers(rf"peak while drawing the splits \+(-?{NUMBER[1:-1]}) MiB, ratio to the "
+                                        rf"cache's {NUMBER} MiB = (-?{NUMBER[1:-1]})", out)
+    assert cache == pytest.approx(100 * 3 * 64 * 64 / 2 ** 20, abs=0.05)  # uint8 (N, C, S, S), to 0.1 MiB
+    assert ratio_within_rounding(drawn_ratio, drawn, cache, half_unit=0.05)
