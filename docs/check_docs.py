@@ -17,7 +17,7 @@ Tiny budgets: each command line is rewritten before it runs (the original stays 
 - the set-up prefix `python3 -m venv .venv && .venv/bin/pip install ... &&` is dropped (this script already runs
   in an installed environment) and `.venv/bin/python` becomes `python`, the interpreter running this script;
 - `study.tune` / `study.compare`: 2 trials of 1 epoch, no robust selection, 2 rerun seeds, at most 2 study seeds;
-- `study.rerun`: 2 seeds of 1 epoch; `study.fit`: 1 epoch; `examples/mnist_to_arrays.py`: 600 images;
+- `study.rerun`: 2 seeds of 1 epoch; `study.fit`: 1 epoch; the `examples/mnist_to_*.py` exports: 600 images;
 - `--gpus-per-trial` is dropped where torch sees no GPU.
 Flags are appended after the documented ones (argparse keeps the last), or replace the documented value.
 
@@ -39,8 +39,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = ["README.md", "docs/main-job.md", "docs/comparing.md", "docs/presets.md", "docs/tasks.md",
-         "docs/families-and-plugins.md", "docs/interruptions.md", "docs/cluster.md", "docs/benchmarks.md",
-         "docs/layout.md"]
+         "docs/worked-examples.md", "docs/families-and-plugins.md", "docs/interruptions.md", "docs/cluster.md",
+         "docs/benchmarks.md", "docs/layout.md"]
 MARKER = re.compile(r"^<!-- docs-check: (run|skip|file)\b\s*(.*?)\s*-->$")
 FENCE = re.compile(r"^```(\S*)")
 BLOCK_TIMEOUT_S = 1800
