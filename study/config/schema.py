@@ -96,4 +96,3 @@ def validate_config(config: dict) -> dict:
     for key, value in full.items():
         check_value(task, key, value)
     return full
-
