@@ -123,7 +123,7 @@ def retrain_chosen(row: dict, task_ref, task):
     primary, at_best, _ = seed_summary_names(task.spec_for(row["chosen_config"]))
 
     def collect() -> None:
-        _, summary, _ = ray.get(ref)
+        summary = ray.get(ref)[1]  # (history, summary, outputs, node)
         row["test_metric"], row["test"], row["test_at_best_val"] = primary, summary[primary], summary[at_best]
     return collect
 
