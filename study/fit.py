@@ -14,7 +14,7 @@ import time
 
 from study.config.space import resolve_config
 from study.infra import cli
-from study.training.train import fit, resolve_device
+from study.training.train import check_metrics, fit, resolve_device
 
 
 def format_metrics(metrics: dict) -> str:
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides[key] = getattr(args, key)
     task = cli.open_task(args)
     config = task.with_settings(resolve_config(args.family, overrides, args.space, args.task))
-    task.spec_for(config)  # a bad --objective or --metric: one line naming the valid ones
+    check_metrics(task, config)  # a bad --objective or --metric: one line naming the valid ones
     device = resolve_device(args.device)
     data = task.draw(config["seed"], config)
     print(f"config: {config}  device: {device}", flush=True)

@@ -23,6 +23,7 @@ from study.infra.errors import StudyError
 from study.infra.ray_session import join_cluster_before_writing
 from study.infra.tracking import Tracker, default_experiment, resolve_tracking_uri
 from study.runs.reruns import run_reruns
+from study.training.train import check_metrics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         experiment, seeds = args.experiment or default_experiment(args.task), args.seeds or 10
     task = cli.open_task(args)  # a bad data dir or file fails here, before anything is written
     for config, _, _ in jobs:  # so does a bad --objective or --metric (one line naming the valid ones)
-        task.spec_for({**task.with_settings(config), **cli.metric_settings(args)})
+        check_metrics(task, {**task.with_settings(config), **cli.metric_settings(args)})
     join_cluster_before_writing(args.address, resolve_tracking_uri(args.tracking_uri), plugins)
     tracker = Tracker(args.tracking_uri, experiment)
     for config, source, preset in jobs:

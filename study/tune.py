@@ -33,6 +33,7 @@ from study.runs.reruns import run_reruns
 from study.search.driver import (DEFAULT_MAX_EPOCHS, Budget, check_writable, choose_and_record, prepare_study_dir,
                                  search, show_finished, study_settings)
 from study.search.selection import SelectionPlan
+from study.training.train import check_metrics
 
 
 def study_dir_for(args) -> Path:
@@ -77,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     task = cli.open_task(args)
     fixed = task.with_settings({**space.fixed, **cli.metric_settings(args), "epochs": budget.max_epochs,
                                 "seed": args.seed})
-    task.spec_for(fixed)  # a bad --objective or --metric: one line naming the valid ones, before Ray starts
+    # a bad --objective or --metric: one line naming the valid ones, before Ray starts
+    check_metrics(task, {**space.defaults(), **fixed})
     space = SearchSpace(space.path, space.family, space.params, fixed, space.task)
     join_cluster_before_writing(args.address, resolve_tracking_uri(args.tracking_uri), plugins)
     study_dir = study_dir_for(args)

@@ -46,6 +46,7 @@ def test_objective_and_metric_flags_choose_any_heads_stat(fake_mnist_dir):
     (["--family", "base", "--data-dir", "no/such/dir"], "data dir no/such/dir does not exist"),
     (["--family", "base", "--device", "gpu"], "--device gpu is not a torch device"),
     (["--family", "base", "--objective", "val/conf_gap"], "--objective 'val/conf_gap' is not a metric of task"),
+    (["--family", "aux_reg", "--metric", "test/digit_nll"], "gives no class probabilities for head 'digits'"),
 ])
 def test_user_errors_give_one_line_and_exit_2(args, culprit, fake_mnist_dir):
     env = {} if "--data-dir" in args else {"STUDY_DATA_DIR": str(fake_mnist_dir)}

@@ -28,8 +28,8 @@ class Objective:
 
     @property
     def worst(self) -> float:
-        """What a diverged trial reports: no trial can be worse."""
-        return 0.0 if self.mode == "max" else math.inf
+        """What a diverged trial reports: no trial can be worse (R² has no lower bound, so not 0)."""
+        return -math.inf if self.mode == "max" else math.inf
 
     def better(self, a: float, b: float) -> float:
         return max(a, b) if self.mode == "max" else min(a, b)
@@ -41,7 +41,7 @@ def run_trial(config: dict, data, objective: Objective, threads: int, device: st
     keeps state between trials.
 
     A trial whose loss turns NaN or infinite ends at once with one last report, `diverged: 1` and the worst value
-    (e.g. val/acc_best = 0) for ASHA and Optuna; it is counted as failed and never chosen as best. Any other
+    (e.g. val/acc_best = -inf) for ASHA and Optuna; it is counted as failed and never chosen as best. Any other
     exception fails the trial, which Ray retries up to --max-failures times before it counts as errored.
     """
     import torch

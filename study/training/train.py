@@ -98,6 +98,27 @@ class Scores:
         return {f"{prefix}/{head.metric_name}": self.sums[head].item() / self.counts[head] for head in self.sums}
 
 
+def check_metrics(task, config: dict) -> TaskSpec:
+    """The spec `config` trains under, checked before anything trains: `objective` and `metric` name stats of the
+    task's heads (Task.spec_for), and a stat of class probabilities (nll, ece, conf_gap) is asked only of a family
+    that gives that head probabilities (aux_reg regresses its digits). A StudyError names what is wrong."""
+    from study.training.metrics import PROBABILITY_STATS
+
+    spec = task.spec_for(config)
+    wanted = [m for m in (spec.objective, spec.primary_metric)
+              if spec.head_of(m).stat_of(m.split("/", 1)[-1]) in PROBABILITY_STATS]
+    if wanted:
+        model = build_model(spec, validate_config(config)).eval()
+        with torch.no_grad():
+            probabilities = model.probabilities(model(torch.zeros(2, *spec.input_shape)))
+        for metric in wanted:
+            head = spec.head_of(metric)
+            if head.name not in probabilities:
+                raise StudyError(f"{metric}: family {config['family']!r} gives no class probabilities for head "
+                                 f"{head.name!r}; choose one of its acc, balanced_acc or macro_f1")
+    return spec
+
+
 def extra_stats(spec: TaskSpec) -> list[tuple[Head, str]]:
     """The (head, stat) the epochs must compute beyond each head's cheap metric: the objective's, when it is
     another stat (val/digit_nll); none for the task's own objective."""
