@@ -69,10 +69,15 @@ def test_a_listed_table_decodes_into_one_cache_and_labels_become_classes(tmp_pat
     side = task.spec.head("side")
     assert side.labels == ("left", "right") and task.spec.head("bright").regression_loss == "l1"
     assert task.settings["heads"] == "side=classes:[left,right],bright=regression:l1"
-    assert task.settings["image_size"] == 12 and task.settings["data_hash"] in task.cache.name
     [npy, record] = sorted(cache_files(tmp_path), key=lambda name: name.endswith(".json"))
-    assert npy.endswith(".npy") and json.loads((tmp_path / ".study-cache" / record).read_text())["shape"] == [
-        40, 3, 12, 12]
+    record = json.loads((tmp_path / ".study-cache" / record).read_text())
+    assert npy.endswith(".npy") and record["shape"] == [40, 3, 12, 12]
+    # the data's identity is its content (listing and pixels), not where it lies: a moved copy decodes again
+    # (the cache's key has paths and mtimes) and is the same data
+    assert task.settings["image_size"] == 12 and task.settings["data_hash"] == record["content"]
+    shutil.copytree(tmp_path, tmp_path.parent / f"{tmp_path.name}-moved", ignore=shutil.ignore_patterns(".study-*"))
+    moved = open_task("images", data=str(tmp_path.parent / f"{tmp_path.name}-moved" / "labels.csv"))
+    assert moved.settings["data_hash"] == task.settings["data_hash"] and moved.cache.name != task.cache.name
     pixels = np.load(task.cache, mmap_mode="r")
     bright_half = pixels[1, :, :, 6:].mean() > pixels[1, :, :, :6].mean() + 50  # image 1 is lit on the right
     assert bright_half and pixels.dtype == np.uint8

@@ -191,3 +191,13 @@ def test_a_bad_table_on_the_command_line_is_one_line_and_exit_2(tmp_path):
     done = run_in_process("study.fit", "--task", "table", "--data", path, "--family", "split_heads")
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().count("\n") == 0 and "label column 'grade'" in done.stderr
+
+
+def test_a_gap_in_a_nullable_label_column_or_a_name_mlflow_cannot_log_is_one_error(tmp_path):
+    table = frame()
+    table["sex"] = pd.array(table["sex"].where(table.index != 3, None), dtype="string")  # Parquet keeps pd.NA
+    with pytest.raises(StudyError, match="column 'sex' has 1 missing values, first in row 3"):
+        open_task("table", data=write(tmp_path, table, suffix=".parquet"))
+    table = frame().rename(columns={"age": "age (%)"})
+    with pytest.raises(StudyError, match=r"head 'age \(%\)': a head's name becomes its metrics' names"):
+        open_task("table", data=write(tmp_path, table, heads="sex: classes\nage (%): regression\nid: ignore\n"))

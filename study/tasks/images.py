@@ -31,7 +31,9 @@ batch by batch by Split.standardise with the train split's per-channel mean and 
 Augmentation (`augment: true`, searched by the images spaces): per image, a random crop after reflect-padding by
 1/8 of the side, and a horizontal flip with probability 1/2, on the batch's device with torch's global RNG.
 
-What identifies the data in every config: `data`, `data_hash` (the cache key), `heads`, `path_column`, `image_size`.
+What identifies the data in every config: `data`, `data_hash` (a hash of the listing and the decoded pixels, kept in
+the cache's record: a moved folder or a touched file decodes again but is the same data), `heads`, `path_column`,
+`image_size`.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ RESERVED = ("split",)
 OPTIONS = ("image_size", "path_column")
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 CACHE_DIR = ".study-cache"
-CACHE_VERSION = 1  # bump when the decoding changes: old caches get other keys
+CACHE_VERSION = 2  # bump when the decoding or the record changes: old caches get other keys
 CHUNK_BYTES = 8 << 20  # bytes of rows copied out of the memory map (or summed) per chunk
 MIN_SIZE = 4
 
@@ -192,6 +194,8 @@ def decode(file: str, size: int) -> torch.Tensor | str:
         image = decode_image(read_file(str(file)), mode=ImageReadMode.UNCHANGED)  # (C, H, W) uint8
     except Exception as exc:  # RuntimeError from the decoders on a corrupt or unknown file
         return f"cannot be decoded ({one_line(exc)[:100]})"
+    if image.ndim != 3:  # an animated GIF: (frames, C, H, W)
+        return "is not a single still image"
     if image.dtype != torch.uint8:
         image = (image.float() / 257).round().to(torch.uint8)  # 16-bit PNG
     channels, height, width = image.shape
@@ -203,8 +207,10 @@ def decode(file: str, size: int) -> torch.Tensor | str:
     return image.contiguous()
 
 
-def build_cache(npy: Path, record: dict, files: list[str], where: list[str], size: int) -> None:
-    """Decode every image into `npy` (and its JSON record); nothing is left behind when an image is bad."""
+def build_cache(npy: Path, record: dict, listing: bytes, files: list[str], where: list[str], size: int) -> None:
+    """Decode every image into `npy` (and its JSON record); nothing is left behind when an image is bad. The record's
+    `content` hashes the listing (relative paths and labels) and the decoded pixels: the data's identity, which
+    moving the folder or touching a file leaves as it is (the cache's key, from paths and mtimes, does not)."""
     images, bad = [], []
     with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders in favour of torchcodec's
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -220,7 +226,11 @@ def build_cache(npy: Path, record: dict, files: list[str], where: list[str], siz
         raise StudyError(f"{where[index]} {why}{more}")
     channels = 3 if any(len(image) == 3 for image in images) else 1
     npy.parent.mkdir(parents=True, exist_ok=True)
-    record = {**record, "channels": channels, "shape": [len(images), channels, size, size]}
+    content = hashlib.sha256(listing)
+    for image in images:
+        content.update(image.expand(channels, size, size).contiguous().numpy().tobytes())
+    record = {**record, "channels": channels, "shape": [len(images), channels, size, size],
+              "content": content.hexdigest()[:16]}
     json_path = npy.with_suffix(".json")
     partial_json = write_partial(json_path, lambda file: file.write(json.dumps(record, indent=1).encode()))
 
@@ -250,8 +260,9 @@ def write_partial(target: Path, write) -> str:
     return handle.name
 
 
-def open_cache(npy: Path, record: dict) -> tuple[int, ...]:
-    """The shape of a cache whose record matches `record` (same key and source); another's is refused."""
+def open_cache(npy: Path, record: dict) -> tuple[tuple[int, ...], str]:
+    """The shape and content hash of a cache whose record matches `record` (same key and source); another's is
+    refused."""
     json_path = npy.with_suffix(".json")
     try:
         theirs = json.loads(json_path.read_text())
@@ -259,11 +270,11 @@ def open_cache(npy: Path, record: dict) -> tuple[int, ...]:
     except (OSError, ValueError) as exc:
         raise StudyError(f"cache file {npy} cannot be read ({one_line(exc)[:100]}): delete it to rebuild") from None
     if not isinstance(theirs, dict) or any(theirs.get(k) != v for k, v in record.items()) or \
-            list(shape) != theirs.get("shape"):
+            list(shape) != theirs.get("shape") or not isinstance(theirs.get("content"), str):
         raise StudyError(f"cache file {npy} holds other data than {record['source']} (its record: key "
                          f"{theirs.get('key') if isinstance(theirs, dict) else theirs!r}, shape {list(shape)}): "
                          f"delete it to rebuild")
-    return tuple(shape)
+    return tuple(shape), theirs["content"]
 
 
 @register_task
@@ -290,10 +301,10 @@ class Images(UserData):
         self.cache = found["cache_dir"] / f"{found['stem']}-{key}.npy"
         record = {"key": key, "source": str(path), "image_size": size, "version": CACHE_VERSION}
         if not (self.cache.is_file() and self.cache.with_suffix(".json").is_file()):
-            build_cache(self.cache, record, found["files"], found["where"], size)
-        shape = open_cache(self.cache, record)
+            build_cache(self.cache, record, found["listing"], found["files"], found["where"], size)
+        shape, content = open_cache(self.cache, record)
         n = len(found["files"])
-        self.opened(path, n, shape[1:], found["declared"], found["targets"], found["split"], key,
+        self.opened(path, n, shape[1:], found["declared"], found["targets"], found["split"], content,
                     path_column=found["column"], image_size=size)
 
     def augment_function(self):

@@ -30,6 +30,7 @@ import csv
 import hashlib
 import io
 import math
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -45,6 +46,7 @@ from study.tasks.base import REGRESSION_LOSSES, Head, Split, Task, TaskData, Tas
 SPLIT_NAMES = ("train", "val", "test")
 KINDS = ("binary, binary:[a,b], classes, classes:N (N >= 2), classes:[a,b,...], regression, "
          "regression:mse|l1|huber or ignore")
+HEAD_NAME = re.compile(r"[\w.\- ]+")  # what MLflow takes in a metric name, less the split's '/'
 TEST_DRAW_SEED = 0x5EED  # the test rows' draw: a constant, so every run seed shares one test set
 
 
@@ -148,7 +150,7 @@ def parse_heads(text: str, where: str, reserved: tuple[str, ...] = (), options: 
                 required: bool = True) -> tuple[list[HeadDecl], dict[str, Any]]:
     """Inline heads ('digit=classes:10,value=regression') or a heads YAML -> (heads, options): a key named in
     `options` (e.g. image_size) is a setting of the task, not a head. Not `required`: options alone will do."""
-    if "=" in text and not text.lstrip().startswith("{"):
+    if "=" in text and "\n" not in text.strip() and not text.lstrip().startswith("{"):
         items = []
         for part in split_outside_brackets(text):
             name, sep, kind = part.partition("=")
@@ -175,7 +177,11 @@ def parse_heads(text: str, where: str, reserved: tuple[str, ...] = (), options: 
         if name in reserved:
             raise StudyError(f"{where}: {name!r} is the inputs' or the split's {('array', 'column')[bool(options)]}, "
                              f"not a head")
-        heads.append(parse_kind(name, kind, where))
+        head = parse_kind(name, kind, where)
+        if head.kind != "ignore" and not HEAD_NAME.fullmatch(name):
+            raise StudyError(f"{where}: head {name!r}: a head's name becomes its metrics' names (val/{name}_acc), "
+                             f"which may hold letters, digits, _ - . and spaces only: rename the column")
+        heads.append(head)
     if (heads or required) and all(head.kind == "ignore" for head in heads):
         raise StudyError(f"{where}: no head to predict (every {'column' if options else 'array'} is ignored)")
     return heads, chosen
@@ -232,8 +238,10 @@ def file_hash(path: Path) -> str:
 
 def missing_mask(values: np.ndarray) -> np.ndarray:
     """Missing entries of a column: NaN (floats) or None / NaN (objects, as pandas reads a gap in strings)."""
-    if values.dtype.kind == "O":
-        return np.array([v is None or (isinstance(v, float) and v != v) for v in values], dtype=bool)
+    if values.dtype.kind == "O":  # pd.NA too: a nullable string or boolean column's gap
+        import pandas as pd
+
+        return np.array([v is None or v is pd.NA or (isinstance(v, float) and v != v) for v in values], dtype=bool)
     if values.dtype.kind in "fc":
         return np.isnan(values)
     return np.zeros(len(values), dtype=bool)
