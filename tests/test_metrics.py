@@ -76,6 +76,7 @@ def test_regression_stats_are_in_the_targets_units():
     assert stats["rmse"] == pytest.approx(math.sqrt(6 / 4), rel=1e-4)
     assert stats["r2"] == pytest.approx(1 - 6 / 14, rel=1e-4)
     assert set(split_statistics((head,), outputs, "test")) == {"test/value_mae", "test/value_rmse", "test/value_r2"}
+    assert math.isnan(statistics(head, HeadOutputs(torch.tensor([1.0]), torch.tensor([2.0])))["r2"])  # one row
 
 
 def test_per_class_table_and_confusion_matrix():

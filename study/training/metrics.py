@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass
 
 import torch
@@ -79,15 +80,15 @@ def statistics(head: Head, outputs: HeadOutputs, stats=None) -> dict[str, float]
     """{stat: value} for `stats` (default: all of head.stats). A classification head: acc; balanced_acc, the mean
     recall over the classes present in the targets; macro_f1 over the classes present in targets or predictions
     (a binary head counts as 2 classes); nll, the mean negative log-likelihood of the true class (probabilities
-    clipped at float32's eps, as scikit-learn's log_loss does); ece, the expected calibration error (15 bins, L1);
-    conf_gap, the mean probability of the predicted class minus the accuracy of those predictions (> 0:
-    over-confident). The probability stats are left out when the family gives no probabilities. A regression head:
-    mae, rmse and r2, in the target's own units."""
+    clipped at float32's eps, as scikit-learn's log_loss does); ece, the expected calibration error of the top
+    label's confidence (15 bins, L1; a binary head's too); conf_gap, the mean probability of the predicted class
+    minus the accuracy of those predictions (> 0: over-confident). The probability stats are left out when the
+    family gives no probabilities. A regression head: mae, rmse and r2 (NaN on one row), in the target's own
+    units."""
     import torch.nn.functional as F
     from torchmetrics.functional import mean_absolute_error, mean_squared_error, r2_score
-    from torchmetrics.functional.classification import (binary_calibration_error, multiclass_accuracy,
-                                                        multiclass_calibration_error, multiclass_f1_score,
-                                                        multiclass_recall)
+    from torchmetrics.functional.classification import (multiclass_accuracy, multiclass_calibration_error,
+                                                        multiclass_f1_score, multiclass_recall)
 
     wanted = list(head.stats) if stats is None else list(stats)
     preds, target, probs = outputs.predictions, outputs.targets, outputs.probabilities
@@ -95,7 +96,8 @@ def statistics(head: Head, outputs: HeadOutputs, stats=None) -> dict[str, float]
     if head.kind == "regression":
         compute = {"mae": lambda: mean_absolute_error(preds, target),
                    "rmse": lambda: mean_squared_error(preds, target, squared=False),
-                   "r2": lambda: r2_score(preds, target)}
+                   # R² needs a spread of targets: undefined (NaN) on a split of one row
+                   "r2": lambda: r2_score(preds, target) if len(target) > 1 else math.nan}
         return {stat: float(compute[stat]()) for stat in wanted}
     n = n_classes(head)
     if probs is not None:
@@ -115,10 +117,8 @@ def statistics(head: Head, outputs: HeadOutputs, stats=None) -> dict[str, float]
             continue
         elif stat == "nll":
             value = F.nll_loss(table.clamp(eps, 1 - eps).log(), target)
-        elif stat == "ece":
-            value = (multiclass_calibration_error(probs, target, n, n_bins=ECE_BINS, norm="l1")
-                     if head.kind == "classes" else
-                     binary_calibration_error(probs, target, n_bins=ECE_BINS, norm="l1"))
+        elif stat == "ece":  # of the top label's confidence, for a binary head too (as conf_gap)
+            value = multiclass_calibration_error(table, target, n, n_bins=ECE_BINS, norm="l1")
         elif stat == "conf_gap":
             value = confidence.mean() - multiclass_accuracy(chosen, target, n, average="micro")
         else:
