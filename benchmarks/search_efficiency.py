@@ -5,13 +5,18 @@
     python benchmarks/search_efficiency.py --families base --study-seeds 2 --budget 12 \\
         --max-epochs 2 --grace-period 1 --space base=tiny.yaml --out /tmp/eff             # a smoke test
 
-Four strategies, each run through study.tune's own make_tuner and run_trial (one Ray session for all):
+Strategies (--strategies; default the first four), each run through study.tune's own make_tuner and run_trial
+(one Ray session for all):
     tpe+asha     Optuna TPE sampler, ASHA early stopping (study.tune's default)
     random+asha  Optuna random sampler, ASHA
     tpe          TPE, every trial trains --max-epochs
     random       random sampler alone
+    mtpe+asha    multivariate TPE (group, constant liar), ASHA
+    tpe+hyperband            TPE, ASHA with 3 brackets (grace periods x 1, 3, 9: the slow starters get time)
+    tpe+asha+defaults        TPE, ASHA, the family's defaults as the first trial
+    mtpe+hyperband+defaults  all three changes at once
 Equal compute: every study gets --budget trial-epochs (one epoch of one trial = 1). The strategies without early
-stopping get --budget / --max-epochs trials; the ASHA ones get as many trials as the budget allows; every study
+stopping get --budget / --max-epochs trials; the early-stopping ones as many trials as the budget allows; every study
 stops when its budget is spent. Each (family, strategy) runs once per study seed (0, 1, ...): the seed draws the
 study's splits and seeds its sampler, the same for every strategy.
 
@@ -38,8 +43,11 @@ from ray.tune import Stopper  # noqa: E402
 
 from study.infra.cli import parse_overrides  # noqa: E402
 
-STRATEGIES = {"tpe+asha": ("tpe", "asha"), "random+asha": ("random", "asha"), "tpe": ("tpe", "none"),
-              "random": ("random", "none")}
+# strategy: (sampler, scheduler, the family's defaults as the first trial); study.driver.make_tuner says what each is
+STRATEGIES = {"tpe+asha": ("tpe", "asha", False), "random+asha": ("random", "asha", False),
+              "tpe": ("tpe", "none", False), "random": ("random", "none", False),
+              "mtpe+asha": ("mtpe", "asha", False), "tpe+hyperband": ("tpe", "hyperband", False),
+              "mtpe+hyperband+defaults": ("mtpe", "hyperband", True), "tpe+asha+defaults": ("tpe", "asha", True)}
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
 
@@ -83,18 +91,19 @@ def run_study(family: str, space, strategy: str, study_seed: int, args, task, ro
     space = SearchSpace(space.path, family, space.params, fixed, space.task)
     data = task.draw(study_seed, validate_config(space.defaults())).without_test()
     objective = Objective.of(data.spec)
-    sampler, scheduler = STRATEGIES[strategy]
-    trials = args.budget // args.max_epochs if scheduler == "none" else args.budget  # ASHA: the budget stops it
+    sampler, scheduler, enqueue_defaults = STRATEGIES[strategy]
+    # early stopping (asha, hyperband): as many trials as the budget allows, the budget stops the study
+    trials = args.budget // args.max_epochs if scheduler == "none" else args.budget
     budget = Budget(max(1, trials), args.max_epochs, args.grace_period, args.max_concurrent, None, 1.0, 0.0, 0)
     study_dir = root / family / strategy / f"seed{study_seed}"
     study_dir.mkdir(parents=True)
     storage = storage_root(None, study_dir)
     trainable = ray_tune.with_resources(
         ray_tune.with_parameters(run_trial, data=data, objective=objective, threads=1, device="cpu"), {"cpu": 1})
-    stopper = TrialEpochBudget(args.budget, objective.metric, objective.mode, stops=scheduler == "asha")
+    stopper = TrialEpochBudget(args.budget, objective.metric, objective.mode, stops=scheduler != "none")
     start = time.perf_counter()
     make_tuner(space, budget, objective, study_seed, trainable, study_dir, storage, storage_filesystem(storage),
-               sampler=sampler, scheduler=scheduler, stop=stopper).fit()
+               sampler=sampler, scheduler=scheduler, stop=stopper, enqueue_defaults=enqueue_defaults).fit()
     wall = time.perf_counter() - start
     summary = summarise(f"{storage}/{EXPERIMENT}", budget, objective)
     chosen = summary["ranked"][0] if summary["ranked"] else None
@@ -198,7 +207,7 @@ def plot(rows: list[dict], path: Path, objective: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", nargs="+", default=["base", "sep_aux"])
-    parser.add_argument("--strategies", nargs="+", choices=list(STRATEGIES), default=list(STRATEGIES))
+    parser.add_argument("--strategies", nargs="+", choices=list(STRATEGIES), default=list(STRATEGIES)[:4])
     parser.add_argument("--study-seeds", type=int, default=5, help="study seeds 0..n-1 (default 5)")
     parser.add_argument("--budget", type=int, default=150, help="trial-epochs per study (default 150)")
     parser.add_argument("--max-epochs", type=int, default=15, help="epochs of a trial never stopped (default 15)")

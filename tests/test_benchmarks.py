@@ -87,10 +87,12 @@ def test_search_efficiency_spends_equal_trial_epochs_and_writes_its_table(fake_m
     out_dir = tmp_path / "out"
     out = run_benchmark("search_efficiency.py", "--families", "base", "--space", f"base={tiny_space}",
                         "--data-dir", str(fake_mnist_dir), "--strategies", "tpe+asha", "random",
+                        "mtpe+hyperband+defaults",
                         "--study-seeds", "1", "--budget", "4", "--max-epochs", "2", "--grace-period", "1",
                         "--max-concurrent", "1", "--out", str(out_dir))
     rows = list(csv.DictReader((out_dir / "search_efficiency.csv").open()))
-    assert sorted((row["strategy"], row["study_seed"]) for row in rows) == [("random", "0"), ("tpe+asha", "0")]
+    assert sorted((row["strategy"], row["study_seed"]) for row in rows) == [
+        ("mtpe+hyperband+defaults", "0"), ("random", "0"), ("tpe+asha", "0")]
     for row in rows:
         assert int(row["trial_epochs"]) == 4  # the budget, spent exactly by every strategy
         curve = [float(row[f"best_val_at_{p}%"]) for p in (25, 50, 75, 100)]

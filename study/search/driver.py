@@ -92,10 +92,15 @@ def storage_root(storage: str | None, study_dir: Path) -> str:
 
 def make_tuner(space: SearchSpace, budget: Budget, objective: Objective, seed: int, trainable, study_dir: Path,
                storage: str, filesystem, sampler: str = "tpe", scheduler: str = "asha", stop=None,
-               console: SearchConsole | None = None, verbose: bool = False):
-    """The study's Tuner. `sampler`: Optuna's "tpe" (the default) or "random"; `scheduler`: "asha" (early stopping,
-    the default) or "none" (every trial trains max_epochs); benchmarks/search_efficiency.py compares the four.
-    `stop`: a Ray Tune stopper, e.g. a budget in trial-epochs."""
+               console: SearchConsole | None = None, verbose: bool = False, enqueue_defaults: bool = False):
+    """The study's Tuner. `sampler`: Optuna's "tpe" (the default), "mtpe" (multivariate TPE over groups of params
+    that occur together, with the constant liar for trials running at once) or "random"; `scheduler`: "asha"
+    (early stopping, the default), "hyperband" (ASHA with 3 brackets: three grace periods, grace x 1, 3, 9) or
+    "none" (every trial trains max_epochs); `enqueue_defaults`: the family's defaults are the first trial, so the
+    search cannot end below them. benchmarks/search_efficiency.py compares them. `stop`: a Ray Tune stopper, e.g. a
+    budget in trial-epochs."""
+    import warnings
+
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -103,13 +108,22 @@ def make_tuner(space: SearchSpace, budget: Budget, objective: Objective, seed: i
 
     from study.search.searcher import ResumableOptunaSearch, optuna_journal
 
-    samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+    def multivariate_tpe(seed: int):
+        with warnings.catch_warnings():  # Optuna calls multivariate, group and constant_liar experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
+
+    samplers = {"tpe": optuna.samplers.TPESampler, "mtpe": multivariate_tpe, "random": optuna.samplers.RandomSampler}
+    first = [{name: param.default for name, param in space.params.items()}] if enqueue_defaults else None
     searcher = ResumableOptunaSearch(space=space.define_by_run(), metric=objective.metric, mode=objective.mode,
-                                     sampler=samplers[sampler](seed=seed),
+                                     sampler=samplers[sampler](seed=seed), points_to_evaluate=first,
                                      study_name=space.family, storage=optuna_journal(study_dir))
-    schedulers = {"asha": lambda: ASHAScheduler(time_attr="training_iteration", max_t=budget.max_epochs,
-                                                grace_period=budget.grace_period, reduction_factor=3),
-                  "none": FIFOScheduler}
+
+    def asha(brackets: int):
+        return ASHAScheduler(time_attr="training_iteration", max_t=budget.max_epochs,
+                             grace_period=budget.grace_period, reduction_factor=3, brackets=brackets)
+
+    schedulers = {"asha": lambda: asha(1), "hyperband": lambda: asha(3), "none": FIFOScheduler}
     return tune.Tuner(
         trainable,
         # reuse_actors: a finished trial's worker process runs the next trial (no new process, imports and torch
