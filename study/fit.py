@@ -57,11 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     result = fit(config, data, report=show, evaluate_test=True, device=device)
     summary, objective, primary = result.summary(), data.spec.objective, data.spec.primary_metric
     if primary not in summary:  # a stat no epoch computes (test/digit_macro_f1): from the kept test outputs
-        from study.training.metrics import split_statistics
+        from study.training.metrics import fit_test_statistics
 
-        summary = {**split_statistics(data.spec.heads, result.outputs["test"], "test"),
-                   **split_statistics(data.spec.heads, result.outputs["test_at_best_val"], "test", "_at_best_val"),
-                   **summary}
+        summary = {**fit_test_statistics(data.spec.heads, result.outputs), **summary}
     print(f"best {objective} {summary[f'{objective}_best']:.4f} at epoch {summary['best_epoch']}; "
           f"{primary} there {summary[f'{primary}_at_best_val']:.4f}")
     print(f"{primary} {summary[primary]:.4f}  (final epoch {config['epochs']}, "

@@ -188,21 +188,18 @@ def seed_statistics(spec, summary: dict, outputs: dict, family: str, seed: int) 
     {per_class/<head>_confusion.png: figure}), both of the final epoch. The fit's own values stay where it has them
     (test/acc): they agree."""
     from study.reporting.figures import confusion_figure
-    from study.training.metrics import confusion, per_class, per_class_csv, split_statistics
+    from study.training.metrics import confusion, n_classes, per_class, per_class_csv, fit_test_statistics
 
-    final, at_best = outputs.get("test", {}), outputs.get("test_at_best_val", {})
-    stats = {**split_statistics(spec.heads, final, "test"),
-             **split_statistics(spec.heads, at_best, "test", "_at_best_val")}
+    final = outputs.get("test", {})
     texts, figures = {}, {}
     for head in spec.heads:
         if head.kind == "regression" or head.name not in final:
             continue
         texts[f"per_class/{head.name}.csv"] = per_class_csv(per_class(head, final[head.name]))
-        n = head.classes if head.kind == "classes" else 2
         figures[f"per_class/{head.name}_confusion.png"] = confusion_figure(
             f"{family}, seed {seed}\nhead {head.name}, test split, final epoch",
-            confusion(head, final[head.name]), [head.label(i) for i in range(n)])
-    return {**stats, **summary}, texts, figures
+            confusion(head, final[head.name]), [head.label(i) for i in range(n_classes(head))])
+    return {**fit_test_statistics(spec.heads, outputs), **summary}, texts, figures
 
 
 def finalise_parent(tracker: Tracker, parent_id: str, config: dict, spec) -> dict:

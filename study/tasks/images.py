@@ -53,7 +53,7 @@ from study.infra.errors import StudyError
 from study.infra.validation import positive_int
 from study.tasks.base import Split
 from study.tasks.registry import register_task
-from study.tasks.table import column_values, read_table
+from study.tasks.table import check_label_columns, column_values, label_targets, read_table
 from study.tasks.user_data import HeadDecl, UserData, one_line, read_heads, split_codes, target_tensor
 
 RESERVED = ("split",)
@@ -106,20 +106,12 @@ def list_table(path: Path, heads: str | None):
         raise StudyError(f"{path}: no column {column!r} of image paths (set path_column); columns: "
                          f"{', '.join(columns)}")
     names = {head.name for head in declared}
-    for head in declared:
-        if head.name not in columns:
-            raise StudyError(f"{path}: label column {head.name!r} declared in {source} is not in the file; "
-                             f"columns: {', '.join(columns)}")
+    check_label_columns(path, columns, declared, source)
     for name in columns:
         if name not in names and name != column and name not in RESERVED:
             raise StudyError(f"{path}: column {name!r} is not declared in the heads ({source}); declare its kind "
                              f"or ignore it")
-    targets, resolved = {}, []
-    for head in declared:
-        if head.kind != "ignore":
-            targets[head.name], head = target_tensor(str(path), f"column {head.name!r}", head,
-                                                     column_values(frame[head.name]))
-        resolved.append(head)
+    targets, resolved = label_targets(path, frame, declared)
     listed = []
     for row, value in enumerate(frame[column].tolist()):
         if not isinstance(value, str) or not value.strip():

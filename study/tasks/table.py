@@ -82,6 +82,26 @@ def column_values(series) -> np.ndarray:
     return series.to_numpy(dtype=object)
 
 
+def check_label_columns(path: Path, columns: list[str], declared: list, source: str) -> None:
+    """Every head the heads file (`source`) declares is a column of the table at `path`."""
+    for head in declared:
+        if head.name not in columns:
+            raise StudyError(f"{path}: label column {head.name!r} declared in {source} is not in the file; "
+                             f"columns: {', '.join(columns)}")
+
+
+def label_targets(path: Path, frame, declared: list) -> tuple[dict[str, torch.Tensor], list]:
+    """({head: target tensor} of the declared heads but `ignore`, the heads with their classes and labels resolved
+    from the column's values)."""
+    targets, resolved = {}, []
+    for head in declared:
+        if head.kind != "ignore":
+            targets[head.name], head = target_tensor(str(path), f"column {head.name!r}", head,
+                                                     column_values(frame[head.name]))
+        resolved.append(head)
+    return targets, resolved
+
+
 def option_text(value, key: str, where: str) -> str:
     """An option as the setting's text: features [a,b] (a list) or a regex; impute '' or 'mean'."""
     if key == "features":
@@ -144,16 +164,8 @@ class Table(UserData):
         features = option_text(options["features"], "features", source) if "features" in options else ""
         impute = option_text(options.get("impute"), "impute", source)
         columns = list(frame.columns)
-        for head in declared:
-            if head.name not in columns:
-                raise StudyError(f"{path}: label column {head.name!r} declared in {source} is not in the file; "
-                                 f"columns: {', '.join(columns)}")
-        targets, resolved = {}, []
-        for head in declared:
-            if head.kind != "ignore":
-                targets[head.name], head = target_tensor(str(path), f"column {head.name!r}", head,
-                                                         column_values(frame[head.name]))
-            resolved.append(head)
+        check_label_columns(path, columns, declared, source)
+        targets, resolved = label_targets(path, frame, declared)
 
         names = choose_features(path, columns, {head.name for head in declared}, features)
         blocks = []

@@ -134,6 +134,13 @@ def split_statistics(heads, outputs: dict[str, HeadOutputs], split: str, suffix:
             for stat, value in statistics(head, outputs[head.name]).items()}
 
 
+def fit_test_statistics(heads, outputs: dict) -> dict[str, float]:
+    """Every stat of every head from a fit's kept test outputs (FitResult.outputs): test/<head stat> at the final
+    epoch and test/<head stat>_at_best_val at the best-validation one."""
+    return {**split_statistics(heads, outputs.get("test", {}), "test"),
+            **split_statistics(heads, outputs.get("test_at_best_val", {}), "test", "_at_best_val")}
+
+
 def per_class(head: Head, outputs: HeadOutputs) -> list[dict]:
     """One row per class of a classification head (a binary head: classes 0 and 1): PER_CLASS_COLUMNS, precision,
     recall and F1 0 where undefined (no prediction, no example)."""
