@@ -15,13 +15,14 @@ Strategies (--strategies; default the first four), each run through study.tune's
     tpe+hyperband            TPE, ASHA with 3 brackets (grace periods x 1, 3, 9: the slow starters get time)
     tpe+asha+defaults        TPE, ASHA, the family's defaults as the first trial
     mtpe+hyperband+defaults  all three changes at once
-Equal compute: every study gets --budget trial-epochs (one epoch of one trial = 1). The strategies without early
-stopping get --budget / --max-epochs trials; the early-stopping ones as many trials as the budget allows; every study
-stops when its budget is spent. Each (family, strategy) runs once per study seed (0, 1, ...): the seed draws the
+Equal compute: every study gets --budget trial-epochs (one epoch of one trial = 1), or less with --budget-of
+STRATEGY=N (e.g. the early-stopping arms at half of random search's budget: does TPE at 50% reach random at 100%?).
+The strategies without early stopping get budget / --max-epochs trials; the early-stopping ones as many trials as
+their budget allows; every study stops when its budget is spent. Each (family, strategy) runs once per study seed (0, 1, ...): the seed draws the
 study's splits and seeds its sampler, the same for every strategy.
 
 Per study: the best validation objective (digit_pairs: val/acc) reached by any trial-epoch when 25/50/75/100% of
-the budget is spent, and the test metric (digit_pairs: test/acc at the final epoch) of the config the study chooses
+--budget is spent (a study with a smaller --budget-of keeps its final best after its own budget), and the test metric (digit_pairs: test/acc at the final epoch) of the config the study chooses
 (study.tune's rule: the best of the trials that trained the full --max-epochs), retrained once on the study's
 own splits and seed with test evaluation (study.runs.seed_tasks.train_seed). Written to --out: search_efficiency.md (mean ±
 std over study seeds), search_efficiency.csv (one row per study), search_efficiency.png.
@@ -43,7 +44,8 @@ from ray.tune import Stopper  # noqa: E402
 
 from study.infra.cli import parse_overrides  # noqa: E402
 
-# strategy: (sampler, scheduler, the family's defaults as the first trial); study.driver.make_tuner says what each is
+# strategy: (sampler, scheduler, the family's defaults as the first trial): study.search.driver.make_tuner
+# says what each is
 STRATEGIES = {"tpe+asha": ("tpe", "asha", False), "random+asha": ("random", "asha", False),
               "tpe": ("tpe", "none", False), "random": ("random", "none", False),
               "mtpe+asha": ("mtpe", "asha", False), "tpe+hyperband": ("tpe", "hyperband", False),
@@ -72,8 +74,9 @@ class TrialEpochBudget(Stopper):
     def stop_all(self) -> bool:
         return self.stops and len(self.curve) >= self.budget
 
-    def best_at(self, fraction: float) -> float:
-        spent = self.curve[:max(1, round(fraction * self.budget))]
+    def best_at(self, trial_epochs: int) -> float:
+        """The best value once `trial_epochs` are spent (after this study's own budget: its final best)."""
+        spent = self.curve[:max(1, trial_epochs)]
         return spent[-1] if spent else float("nan")
 
 
@@ -92,28 +95,30 @@ def run_study(family: str, space, strategy: str, study_seed: int, args, task, ro
     data = task.draw(study_seed, validate_config(space.defaults())).without_test()
     objective = Objective.of(data.spec)
     sampler, scheduler, enqueue_defaults = STRATEGIES[strategy]
+    own_budget = args.budget_of.get(strategy, args.budget)
     # early stopping (asha, hyperband): as many trials as the budget allows, the budget stops the study
-    trials = args.budget // args.max_epochs if scheduler == "none" else args.budget
-    budget = Budget(max(1, trials), args.max_epochs, args.grace_period, args.max_concurrent, None, 1.0, 0.0, 0)
+    trials = own_budget // args.max_epochs if scheduler == "none" else own_budget
+    budget = Budget(max(1, trials), args.max_epochs, args.grace_period, args.max_concurrent, None, 1.0, 0.0, 0,
+                    sampler, scheduler, enqueue_defaults)
     study_dir = root / family / strategy / f"seed{study_seed}"
     study_dir.mkdir(parents=True)
     storage = storage_root(None, study_dir)
     trainable = ray_tune.with_resources(
         ray_tune.with_parameters(run_trial, data=data, objective=objective, threads=1, device="cpu"), {"cpu": 1})
-    stopper = TrialEpochBudget(args.budget, objective.metric, objective.mode, stops=scheduler != "none")
+    stopper = TrialEpochBudget(own_budget, objective.metric, objective.mode, stops=scheduler != "none")
     start = time.perf_counter()
     make_tuner(space, budget, objective, study_seed, trainable, study_dir, storage, storage_filesystem(storage),
-               sampler=sampler, scheduler=scheduler, stop=stopper, enqueue_defaults=enqueue_defaults).fit()
+               stop=stopper).fit()
     wall = time.perf_counter() - start
     summary = summarise(f"{storage}/{EXPERIMENT}", budget, objective)
     chosen = summary["ranked"][0] if summary["ranked"] else None
     print(f"  {family:8s} {strategy:11s} seed {study_seed}: {summary['trials']:3d} trials, {len(stopper.curve)} "
-          f"trial-epochs, best {objective.metric} {stopper.best_at(1.0):.4f}, chosen "
+          f"trial-epochs, best {objective.metric} {stopper.best_at(own_budget):.4f}, chosen "
           f"{chosen['value'] if chosen else float('nan'):.4f} ({chosen['epochs'] if chosen else 0} epochs), "
           f"{wall:.0f} s", flush=True)
     return {"family": family, "strategy": strategy, "study_seed": study_seed, "trials": summary["trials"],
-            "trial_epochs": len(stopper.curve), "objective": objective.metric,
-            **{f"best_val_at_{round(f * 100)}%": stopper.best_at(f) for f in FRACTIONS},
+            "budget": own_budget, "trial_epochs": len(stopper.curve), "objective": objective.metric,
+            **{f"best_val_at_{round(f * 100)}%": stopper.best_at(round(f * args.budget)) for f in FRACTIONS},
             "chosen_val": chosen["value"] if chosen else float("nan"),
             "chosen_config": validate_config(chosen["config"]) if chosen else None, "search_s": round(wall, 1)}
 
@@ -147,7 +152,7 @@ def mean_std(values: list[float]) -> str:
 
 def write_outputs(rows: list[dict], args, out: Path, seconds: float) -> str:
     out.mkdir(parents=True, exist_ok=True)
-    columns = ["family", "strategy", "study_seed", "trials", "trial_epochs",
+    columns = ["family", "strategy", "study_seed", "trials", "budget", "trial_epochs",
                *(f"best_val_at_{round(f * 100)}%" for f in FRACTIONS), "chosen_val", "test", "test_at_best_val",
                "search_s"]
     with open(out / "search_efficiency.csv", "w", newline="") as handle:
@@ -161,11 +166,11 @@ def write_outputs(rows: list[dict], args, out: Path, seconds: float) -> str:
     lines = [f"Budget {args.budget} trial-epochs per study (trials of at most {args.max_epochs} epochs, ASHA grace "
              f"{args.grace_period}, reduction factor 3, {args.max_concurrent} trials at once{settings}), mean ± std over "
              f"{seeds} study seeds. best {objective} at x%: the best validation value of any trial-epoch once x% of "
-             f"the budget is spent. {test}: the chosen config (best full-budget trial) retrained once on the "
-             f"study's splits, final epoch.", "",
-             "| family | strategy | trials | " + " | ".join(f"best {objective} at {round(f * 100)}%"
+             f"{args.budget} trial-epochs are spent (a smaller budget: its final best after it). {test}: the chosen "
+             f"config (best full-budget trial) retrained once on the study's splits, final epoch.", "",
+             "| family | strategy | budget | trials | " + " | ".join(f"best {objective} at {round(f * 100)}%"
                                                         for f in FRACTIONS) + f" | {test} of chosen config |",
-             "|---|---|---:|" + "---:|" * (len(FRACTIONS) + 1)]
+             "|---|---|---:|---:|" + "---:|" * (len(FRACTIONS) + 1)]
     for family in dict.fromkeys(row["family"] for row in rows):
         for strategy in dict.fromkeys(row["strategy"] for row in rows):
             group = [row for row in rows if row["family"] == family and row["strategy"] == strategy]
@@ -173,7 +178,8 @@ def write_outputs(rows: list[dict], args, out: Path, seconds: float) -> str:
                 continue
             trials = statistics.mean(row["trials"] for row in group)
             cells = [mean_std([row[f"best_val_at_{round(f * 100)}%"] for row in group]) for f in FRACTIONS]
-            lines.append(f"| {family} | {strategy} | {trials:.1f} | " + " | ".join(cells) +
+            budget = group[0]["budget"]
+            lines.append(f"| {family} | {strategy} | {budget} | {trials:.1f} | " + " | ".join(cells) +
                          f" | {mean_std([row.get('test', float('nan')) for row in group])} |")
     lines += ["", f"Whole benchmark: {seconds / 60:.1f} min wall."]
     table = "\n".join(lines) + "\n"
@@ -210,6 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--strategies", nargs="+", choices=list(STRATEGIES), default=list(STRATEGIES)[:4])
     parser.add_argument("--study-seeds", type=int, default=5, help="study seeds 0..n-1 (default 5)")
     parser.add_argument("--budget", type=int, default=150, help="trial-epochs per study (default 150)")
+    parser.add_argument("--budget-of", action="append", default=[], metavar="STRATEGY=N",
+                        help="another budget for one strategy, e.g. tpe+asha=300 (curves stay in %% of --budget)")
     parser.add_argument("--max-epochs", type=int, default=15, help="epochs of a trial never stopped (default 15)")
     parser.add_argument("--grace-period", type=int, default=3, help="ASHA's first rung (default 3)")
     parser.add_argument("--max-concurrent", type=int, default=2)
@@ -221,6 +229,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="benchmarks/results", help="folder for the .md, .csv and .png")
     args = parser.parse_args(argv)
     args.settings = parse_overrides(args.set)
+    args.budget_of = {name: int(n) for name, n in (item.split("=", 1) for item in args.budget_of)}
+    smallest = min(args.budget_of.values(), default=args.budget)
+    if not set(args.budget_of) <= set(STRATEGIES) or smallest < args.max_epochs:
+        parser.error(f"--budget-of: STRATEGY=N with a strategy of {', '.join(STRATEGIES)} and N >= --max-epochs")
     if args.grace_period > args.max_epochs or args.budget < args.max_epochs:
         parser.error("need --grace-period <= --max-epochs <= --budget")
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from study.config.space import default_space_path, load_space
 from study.infra import cli
 from study.infra.errors import StudyError
-from study.search.driver import DEFAULT_MAX_EPOCHS
+from study.search.driver import DEFAULT_MAX_EPOCHS, add_strategy_flags
 
 DEFAULTS_REFERENCE = "untuned defaults"  # the reference row's tag (study.runs.reruns.run_reruns `reference`)
 
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                              "measures the tuning variance")
     parser.add_argument("--no-defaults", action="store_true",
                         help="leave out the reference rows of the families' untuned defaults")
+    add_strategy_flags(parser)
     cli.add_selection_flags(parser)
     cli.add_job_flags(parser)
     args, plugins = cli.parse_with_plugins(parser, argv)
@@ -77,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
               *(["--metric", args.metric] if args.metric else [])]
     budget = ["--num-samples", str(args.num_samples), "--max-concurrent", str(args.max_concurrent),
               "--select-top", str(args.select_top), "--select-seeds", str(args.select_seeds),
+              "--sampler", args.sampler, "--scheduler", args.scheduler,
+              "--defaults-trial" if args.defaults_trial else "--no-defaults-trial",
               "--cpus-per-trial", str(args.cpus_per_trial),
               "--gpus-per-trial", str(args.gpus_per_trial), "--batched", args.batched,
               "--seeds", str(args.seeds or 10), "--experiment", experiment,

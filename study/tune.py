@@ -30,8 +30,8 @@ from study.infra.errors import StudyError
 from study.infra.ray_session import join_cluster_before_writing
 from study.infra.tracking import Tracker, default_experiment, resolve_tracking_uri
 from study.runs.reruns import run_reruns
-from study.search.driver import (DEFAULT_MAX_EPOCHS, Budget, check_writable, choose_and_record, prepare_study_dir,
-                                 search, show_finished, study_settings)
+from study.search.driver import (DEFAULT_MAX_EPOCHS, Budget, add_strategy_flags, check_writable, choose_and_record,
+                                 prepare_study_dir, search, show_finished, study_settings)
 from study.search.selection import SelectionPlan
 from study.training.train import check_metrics
 
@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-failures", type=cli.non_negative_int, default=1,
                         help="retries of a trial that raises, before it counts as errored (default 1)")
     parser.add_argument("--no-rerun", action="store_true", help="stop after the search")
+    add_strategy_flags(parser)
     cli.add_selection_flags(parser)
     cli.add_job_flags(parser)
     args, plugins = cli.parse_with_plugins(parser, argv)
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     max_epochs = args.max_epochs or fixed_epochs or DEFAULT_MAX_EPOCHS
     budget = Budget(args.num_samples, max_epochs, args.grace_period or min(3, max_epochs),
                     args.max_concurrent, args.time_budget, args.cpus_per_trial, args.gpus_per_trial,
-                    args.max_failures)
+                    args.max_failures, args.sampler, args.scheduler, args.defaults_trial)
     if budget.grace_period > budget.max_epochs:
         raise StudyError(f"--grace-period {budget.grace_period} exceeds --max-epochs {budget.max_epochs}")
     # Every check a user's input can fail comes before the first write: data, cluster, study dir, tracking store.

@@ -89,19 +89,23 @@ def test_search_efficiency_spends_equal_trial_epochs_and_writes_its_table(fake_m
                         "--data-dir", str(fake_mnist_dir), "--strategies", "tpe+asha", "random",
                         "mtpe+hyperband+defaults",
                         "--study-seeds", "1", "--budget", "4", "--max-epochs", "2", "--grace-period", "1",
-                        "--max-concurrent", "1", "--out", str(out_dir))
+                        "--budget-of", "mtpe+hyperband+defaults=2", "--max-concurrent", "1", "--out", str(out_dir))
     rows = list(csv.DictReader((out_dir / "search_efficiency.csv").open()))
     assert sorted((row["strategy"], row["study_seed"]) for row in rows) == [
         ("mtpe+hyperband+defaults", "0"), ("random", "0"), ("tpe+asha", "0")]
     for row in rows:
-        assert int(row["trial_epochs"]) == 4  # the budget, spent exactly by every strategy
+        half = row["strategy"] == "mtpe+hyperband+defaults"  # --budget-of: half the budget
+        assert int(row["budget"]) == int(row["trial_epochs"]) == (2 if half else 4)  # each spends its own exactly
         curve = [float(row[f"best_val_at_{p}%"]) for p in (25, 50, 75, 100)]
         assert curve == sorted(curve) and 0 < curve[-1] <= 1  # the best so far never drops
+        if half:  # after its own budget (50% of --budget) a study keeps its final best
+            assert curve[1] == curve[2] == curve[3]
         assert 0 < float(row["chosen_val"]) <= 1 and 0 <= float(row["test"]) <= 1
         # no early stopping: budget / max epochs trials; ASHA: trials of 1 or 2 epochs until the budget is spent
-        assert int(row["trials"]) == 2 if row["strategy"] == "random" else 2 <= int(row["trials"]) <= 4
+        assert int(row["trials"]) == 2 if row["strategy"] == "random" else 1 <= int(row["trials"]) <= 4
     table = (out_dir / "search_efficiency.md").read_text()
-    assert "| base | tpe+asha | " in table and "| base | random | 2.0 | " in table and table in out
+    assert "| base | tpe+asha | 4 | " in table and "| base | random | 4 | 2.0 | " in table and table in out
+    assert "| base | mtpe+hyperband+defaults | 2 | " in table
     assert "test/acc of chosen config" in table and " ± " in table
     assert (out_dir / "search_efficiency.png").read_bytes()[:4] == b"\x89PNG"
 

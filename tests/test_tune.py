@@ -217,6 +217,28 @@ def test_a_study_dir_with_other_settings_is_refused(tmp_path, space, fake_mnist_
     assert sorted(p.name for p in study.iterdir()) == ["study.yaml"]
 
 
+def test_a_study_started_before_the_strategy_flags_resumes_with_the_strategy_it_had_and_only_with_it(tmp_path, space):
+    """A study.yaml written before --sampler, --scheduler and --defaults-trial existed was searched with TPE, one ASHA
+    rung and no defaults trial: resumed with those it is the same study; with another strategy it is refused, naming
+    the settings that differ."""
+    from study.config.space import load_space
+    from study.infra.errors import StudyError
+    from study.search.driver import Budget, prepare_study_dir, study_settings
+
+    tiny = load_space(space, "base")
+    before = Budget(3, 2, 1, 2, None, 1.0, 0.0, 1, "tpe", "asha", False)
+    study = tmp_path / "study"
+    study.mkdir()
+    old = {k: v for k, v in study_settings(tiny, before, 0, None).items()
+           if k not in ("sampler", "scheduler", "defaults_trial")}
+    (study / "study.yaml").write_text(yaml.safe_dump(old))
+    prepare_study_dir(study, study_settings(tiny, before, 0, None), fresh=False)  # the same study: no error
+    other = Budget(3, 2, 1, 2, None, 1.0, 0.0, 1, "mtpe", "hyperband", True)
+    with pytest.raises(StudyError, match=r"\(defaults_trial, sampler, scheduler differ\)"):
+        prepare_study_dir(study, study_settings(tiny, other, 0, None), fresh=False)
+    assert yaml.safe_load((study / "study.yaml").read_text()) == old  # left as it was
+
+
 def test_a_snapshot_saved_before_the_subpackages_is_read_under_the_old_module_names():
     """Ray pickles a study's searcher (its space's define-by-run), storage and trial-name function with their modules'
     paths; a study interrupted before study/ became subpackages names study.space, study.tune, ... While a resume

@@ -11,6 +11,7 @@ belong together.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import shutil
@@ -59,6 +60,35 @@ class Budget:
     cpus_per_trial: float
     gpus_per_trial: float
     max_failures: int
+    sampler: str = "tpe"  # SAMPLERS
+    scheduler: str = "asha"  # SCHEDULERS
+    defaults_trial: bool = False  # the family's defaults are the first trial
+
+    def describe(self) -> str:
+        """The strategy in words, for the study's first line."""
+        stopping = {"asha": f"stopped early by ASHA (grace {self.grace_period})",
+                    "hyperband": f"stopped early by ASHA in 3 brackets (grace {self.grace_period}, "
+                                 f"{self.grace_period * 3}, {self.grace_period * 9})",
+                    "none": "never stopped early"}[self.scheduler]
+        return (f"sampled by {SAMPLERS[self.sampler]}"
+                + (" after the family's defaults" if self.defaults_trial else "") + f", {stopping}")
+
+
+# --sampler: Optuna's samplers by name, in words
+SAMPLERS = {"tpe": "TPE", "mtpe": "multivariate TPE", "random": "random search"}
+SCHEDULERS = ("asha", "hyperband", "none")
+
+
+def add_strategy_flags(parser) -> None:
+    """How a search samples and stops its trials (study.tune and study.compare); Budget's defaults."""
+    parser.add_argument("--sampler", choices=list(SAMPLERS), default=Budget.sampler,
+                        help=f"Optuna's sampler: tpe, mtpe (multivariate TPE) or random (default {Budget.sampler})")
+    parser.add_argument("--scheduler", choices=SCHEDULERS, default=Budget.scheduler,
+                        help="early stopping: asha, hyperband (ASHA in 3 brackets: grace x 1, 3, 9) or none "
+                             f"(default {Budget.scheduler})")
+    parser.add_argument("--defaults-trial", action=argparse.BooleanOptionalAction, default=Budget.defaults_trial,
+                        help="the family's defaults as the first trial, so the search cannot end below them "
+                             f"(default {'on' if Budget.defaults_trial else 'off'})")
 
 
 def study_settings(space: SearchSpace, budget: Budget, seed: int, storage: str | None) -> dict:
@@ -70,7 +100,12 @@ def study_settings(space: SearchSpace, budget: Budget, seed: int, storage: str |
             spec["choices"] = list(spec["choices"])
     return {"task": space.task, "family": space.family, "seed": seed, "params": params, "fixed": space.fixed,
             "num_samples": budget.num_samples, "max_epochs": budget.max_epochs,
-            "grace_period": budget.grace_period, "storage": storage}
+            "grace_period": budget.grace_period, "storage": storage, "sampler": budget.sampler,
+            "scheduler": budget.scheduler, "defaults_trial": budget.defaults_trial}
+
+
+# what a study.yaml written before --sampler, --scheduler and --defaults-trial existed was searched with
+SETTINGS_BEFORE_STRATEGIES = {"task": "digit_pairs", "sampler": "tpe", "scheduler": "asha", "defaults_trial": False}
 
 
 # --- the driver ----------------------------------------------------------------------------------------------
@@ -91,14 +126,13 @@ def storage_root(storage: str | None, study_dir: Path) -> str:
 
 
 def make_tuner(space: SearchSpace, budget: Budget, objective: Objective, seed: int, trainable, study_dir: Path,
-               storage: str, filesystem, sampler: str = "tpe", scheduler: str = "asha", stop=None,
-               console: SearchConsole | None = None, verbose: bool = False, enqueue_defaults: bool = False):
-    """The study's Tuner. `sampler`: Optuna's "tpe" (the default), "mtpe" (multivariate TPE over groups of params
-    that occur together, with the constant liar for trials running at once) or "random"; `scheduler`: "asha"
-    (early stopping, the default), "hyperband" (ASHA with 3 brackets: three grace periods, grace x 1, 3, 9) or
-    "none" (every trial trains max_epochs); `enqueue_defaults`: the family's defaults are the first trial, so the
-    search cannot end below them. benchmarks/search_efficiency.py compares them. `stop`: a Ray Tune stopper, e.g. a
-    budget in trial-epochs."""
+               storage: str, filesystem, stop=None, console: SearchConsole | None = None, verbose: bool = False):
+    """The study's Tuner, with the budget's strategy. `budget.sampler`: Optuna's "tpe", "mtpe" (multivariate TPE
+    over groups of params that occur together, with the constant liar for trials running at once) or "random";
+    `budget.scheduler`: "asha" (early stopping), "hyperband" (ASHA with 3 brackets: three grace periods, grace x 1,
+    3, 9, so a slow starter such as a low learning rate gets time in some trials) or "none" (every trial trains
+    max_epochs); `budget.defaults_trial`: the family's defaults are the first trial, so the search cannot end below
+    them. benchmarks/search_efficiency.py compares them. `stop`: a Ray Tune stopper, e.g. a budget in trial-epochs."""
     import warnings
 
     import optuna
@@ -114,9 +148,9 @@ def make_tuner(space: SearchSpace, budget: Budget, objective: Objective, seed: i
             return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
 
     samplers = {"tpe": optuna.samplers.TPESampler, "mtpe": multivariate_tpe, "random": optuna.samplers.RandomSampler}
-    first = [{name: param.default for name, param in space.params.items()}] if enqueue_defaults else None
+    first = [{name: param.default for name, param in space.params.items()}] if budget.defaults_trial else None
     searcher = ResumableOptunaSearch(space=space.define_by_run(), metric=objective.metric, mode=objective.mode,
-                                     sampler=samplers[sampler](seed=seed), points_to_evaluate=first,
+                                     sampler=samplers[budget.sampler](seed=seed), points_to_evaluate=first,
                                      study_name=space.family, storage=optuna_journal(study_dir))
 
     def asha(brackets: int):
@@ -130,7 +164,7 @@ def make_tuner(space: SearchSpace, budget: Budget, objective: Objective, seed: i
         # start-up per trial); run_trial keeps no state between trials
         tune_config=tune.TuneConfig(metric=objective.metric, mode=objective.mode, num_samples=budget.num_samples,
                                     search_alg=ConcurrencyLimiter(searcher, max_concurrent=budget.max_concurrent),
-                                    scheduler=schedulers[scheduler](), time_budget_s=budget.time_budget,
+                                    scheduler=schedulers[budget.scheduler](), time_budget_s=budget.time_budget,
                                     reuse_actors=True,
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage, stop=stop,
@@ -212,8 +246,8 @@ def search(args, space: SearchSpace, budget: Budget, study_dir: Path, task, plug
     connect_ray(args.address, plugins=plugins)
     data = task.draw(args.seed, validate_config(space.defaults())).without_test()
     objective = Objective.of(data.spec)  # the spec this study's settings give (arrays: its objective_head)
-    print(f"study {study_dir}: task {space.task}, family {space.family}, {budget.num_samples} trials of at most {budget.max_epochs} "
-          f"epochs (ASHA grace {budget.grace_period}), {budget.max_concurrent} at once, "
+    print(f"study {study_dir}: task {space.task}, family {space.family}, {budget.num_samples} trials of at most "
+          f"{budget.max_epochs} epochs ({budget.describe()}), {budget.max_concurrent} at once, "
           f"{budget.cpus_per_trial:g} CPU + {budget.gpus_per_trial:g} GPU each"
           + (f", time budget {budget.time_budget:g} s" if budget.time_budget else ""), flush=True)
     print(f"one line per finished trial: epochs trained, {objective.metric} ({objective.mode}), the searched values"
@@ -378,7 +412,7 @@ def prepare_study_dir(study_dir: Path, settings: dict, fresh: bool) -> None:
     except OSError as exc:
         raise StudyError(f"cannot write the study dir {study_dir}: {exc.strerror or exc}") from None
     if marker.exists():
-        previous = {"task": "digit_pairs", **read_yaml(marker)}  # studies started before tasks existed
+        previous = {**SETTINGS_BEFORE_STRATEGIES, **read_yaml(marker)}  # studies started before these keys existed
         changed = [key for key in sorted(set(settings) | set(previous)) if settings.get(key) != previous.get(key)]
         if changed:
             raise StudyError(f"{study_dir} holds a study with other settings ({', '.join(changed)} differ); "
