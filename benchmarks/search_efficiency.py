@@ -56,17 +56,22 @@ FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 class TrialEpochBudget(Stopper):
     """Stops the whole study once `budget` trial-epochs have been reported (with `stops`; without it, the trial
     count spends the budget exactly and the last trial must finish to be chosen); keeps the running best of the
-    objective after each trial-epoch, in the order they arrived (the study's anytime curve)."""
+    objective after each trial-epoch, in the order they arrived (the study's anytime curve), and when each trial
+    finished its `max_epochs` (what the study could choose from by then)."""
 
-    def __init__(self, budget: int, metric: str, mode: str, stops: bool = True):
+    def __init__(self, budget: int, metric: str, mode: str, max_epochs: int, stops: bool = True):
         self.budget, self.metric, self.sign, self.stops = budget, metric, 1 if mode == "max" else -1, stops
+        self.max_epochs = max_epochs
         self.curve: list[float] = []
+        self.finished: list[tuple[int, float, str]] = []  # (trial-epochs spent, value, trial id) of full-budget trials
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         if len(self.curve) < self.budget and self.metric in result and not result.get("diverged"):
             value = result[self.metric]
             self.curve.append(value if not self.curve else self.sign * max(self.sign * value,
                                                                            self.sign * self.curve[-1]))
+            if result.get("training_iteration") == self.max_epochs:
+                self.finished.append((len(self.curve), value, trial_id))
         elif len(self.curve) < self.budget:  # a diverged trial's epoch is spent too
             self.curve.append(self.curve[-1] if self.curve else float("nan"))
         return False
@@ -78,6 +83,16 @@ class TrialEpochBudget(Stopper):
         """The best value once `trial_epochs` are spent (after this study's own budget: its final best)."""
         spent = self.curve[:max(1, trial_epochs)]
         return spent[-1] if spent else float("nan")
+
+    def chosen_at(self, trial_epochs: int) -> tuple[str, float] | None:
+        """The trial study.tune's rule would choose had the study ended after `trial_epochs`: the best of the
+        trials that had trained the full max_epochs by then (the first of equals), and its value."""
+        done = [(self.sign * value, -spent, trial_id) for spent, value, trial_id in self.finished
+                if spent <= trial_epochs]
+        if not done:
+            return None
+        _, _, trial_id = max(done)
+        return trial_id, next(value for _, value, tid in self.finished if tid == trial_id)
 
 
 def run_study(family: str, space, strategy: str, study_seed: int, args, task, root: Path) -> dict:
@@ -105,13 +120,16 @@ def run_study(family: str, space, strategy: str, study_seed: int, args, task, ro
     storage = storage_root(None, study_dir)
     trainable = ray_tune.with_resources(
         ray_tune.with_parameters(run_trial, data=data, objective=objective, threads=1, device="cpu"), {"cpu": 1})
-    stopper = TrialEpochBudget(own_budget, objective.metric, objective.mode, stops=scheduler != "none")
+    stopper = TrialEpochBudget(own_budget, objective.metric, objective.mode, args.max_epochs,
+                               stops=scheduler != "none")
     start = time.perf_counter()
     make_tuner(space, budget, objective, study_seed, trainable, study_dir, storage, storage_filesystem(storage),
                stop=stopper).fit()
     wall = time.perf_counter() - start
     summary = summarise(f"{storage}/{EXPERIMENT}", budget, objective)
     chosen = summary["ranked"][0] if summary["ranked"] else None
+    configs = {trial.trial_id: trial.config for trial in summary["saved_trials"]}
+    half = stopper.chosen_at(own_budget // 2)  # had the study had half its budget
     print(f"  {family:8s} {strategy:11s} seed {study_seed}: {summary['trials']:3d} trials, {len(stopper.curve)} "
           f"trial-epochs, best {objective.metric} {stopper.best_at(own_budget):.4f}, chosen "
           f"{chosen['value'] if chosen else float('nan'):.4f} ({chosen['epochs'] if chosen else 0} epochs), "
@@ -120,25 +138,35 @@ def run_study(family: str, space, strategy: str, study_seed: int, args, task, ro
             "budget": own_budget, "trial_epochs": len(stopper.curve), "objective": objective.metric,
             **{f"best_val_at_{round(f * 100)}%": stopper.best_at(round(f * args.budget)) for f in FRACTIONS},
             "chosen_val": chosen["value"] if chosen else float("nan"),
-            "chosen_config": validate_config(chosen["config"]) if chosen else None, "search_s": round(wall, 1)}
+            "chosen_config": validate_config(chosen["config"]) if chosen else None,
+            "chosen_val_at_half": half[1] if half else float("nan"), "test_at_half": float("nan"),
+            "chosen_config_at_half": validate_config(configs[half[0]]) if half else None, "search_s": round(wall, 1)}
 
 
 def retrain_chosen(row: dict, task_ref, task):
-    """Start training the study's chosen config once more on the study's splits and seed, test split evaluated (as
-    a rerun does), as a Ray task; returns a function that waits for it and puts its test metric in `row`."""
+    """Start training the study's chosen configs (at the end, and had it had half its budget) once more on the
+    study's splits and seed, test split evaluated (as a rerun does), as Ray tasks; returns a function that waits for
+    them and puts their test metric in `row` (test, test_at_best_val; test_at_half)."""
     import ray
 
     from study.runs.reruns import seed_summary_names
     from study.runs.seed_tasks import train_seed
 
-    if row["chosen_config"] is None:
-        return lambda: None
-    ref = ray.remote(train_seed).options(num_cpus=1).remote(row["chosen_config"], task_ref, 1, "cpu")
-    primary, at_best, _ = seed_summary_names(task.spec_for(row["chosen_config"]))
+    remote = ray.remote(train_seed).options(num_cpus=1)
+    refs = {key: remote.remote(row[key], task_ref, 1, "cpu") for key in ("chosen_config", "chosen_config_at_half")
+            if row[key] is not None and (key == "chosen_config" or row[key] != row["chosen_config"])}
 
     def collect() -> None:
-        summary = ray.get(ref)[1]  # (history, summary, outputs, node)
-        row["test_metric"], row["test"], row["test_at_best_val"] = primary, summary[primary], summary[at_best]
+        answers = {key: ray.get(ref)[1] for key, ref in refs.items()}  # (history, summary, outputs, node)
+        if "chosen_config" in answers:
+            primary, at_best, _ = seed_summary_names(task.spec_for(row["chosen_config"]))
+            summary = answers["chosen_config"]
+            row["test_metric"], row["test"], row["test_at_best_val"] = primary, summary[primary], summary[at_best]
+            if row["chosen_config_at_half"] == row["chosen_config"]:  # the same choice at half the budget
+                row["test_at_half"] = row["test"]
+        if "chosen_config_at_half" in answers:
+            primary, _, _ = seed_summary_names(task.spec_for(row["chosen_config_at_half"]))
+            row["test_at_half"] = answers["chosen_config_at_half"][primary]
     return collect
 
 
@@ -154,7 +182,7 @@ def write_outputs(rows: list[dict], args, out: Path, seconds: float) -> str:
     out.mkdir(parents=True, exist_ok=True)
     columns = ["family", "strategy", "study_seed", "trials", "budget", "trial_epochs",
                *(f"best_val_at_{round(f * 100)}%" for f in FRACTIONS), "chosen_val", "test", "test_at_best_val",
-               "search_s"]
+               "chosen_val_at_half", "test_at_half", "search_s"]
     with open(out / "search_efficiency.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, columns, extrasaction="ignore")
         writer.writeheader()
@@ -169,8 +197,9 @@ def write_outputs(rows: list[dict], args, out: Path, seconds: float) -> str:
              f"{args.budget} trial-epochs are spent (a smaller budget: its final best after it). {test}: the chosen "
              f"config (best full-budget trial) retrained once on the study's splits, final epoch.", "",
              "| family | strategy | budget | trials | " + " | ".join(f"best {objective} at {round(f * 100)}%"
-                                                        for f in FRACTIONS) + f" | {test} of chosen config |",
-             "|---|---|---:|---:|" + "---:|" * (len(FRACTIONS) + 1)]
+                                                        for f in FRACTIONS) + f" | {test} of chosen config | "
+             f"{test} of the config chosen at half its budget |",
+             "|---|---|---:|---:|" + "---:|" * (len(FRACTIONS) + 2)]
     for family in dict.fromkeys(row["family"] for row in rows):
         for strategy in dict.fromkeys(row["strategy"] for row in rows):
             group = [row for row in rows if row["family"] == family and row["strategy"] == strategy]
@@ -180,7 +209,8 @@ def write_outputs(rows: list[dict], args, out: Path, seconds: float) -> str:
             cells = [mean_std([row[f"best_val_at_{round(f * 100)}%"] for row in group]) for f in FRACTIONS]
             budget = group[0]["budget"]
             lines.append(f"| {family} | {strategy} | {budget} | {trials:.1f} | " + " | ".join(cells) +
-                         f" | {mean_std([row.get('test', float('nan')) for row in group])} |")
+                         f" | {mean_std([row.get('test', float('nan')) for row in group])} | "
+                         f"{mean_std([row.get('test_at_half', float('nan')) for row in group])} |")
     lines += ["", f"Whole benchmark: {seconds / 60:.1f} min wall."]
     table = "\n".join(lines) + "\n"
     (out / "search_efficiency.md").write_text(table)
@@ -214,7 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", nargs="+", default=["base", "sep_aux"])
     parser.add_argument("--strategies", nargs="+", choices=list(STRATEGIES), default=list(STRATEGIES)[:4])
-    parser.add_argument("--study-seeds", type=int, default=5, help="study seeds 0..n-1 (default 5)")
+    parser.add_argument("--study-seeds", type=int, default=5, help="study seeds F..F+n-1 (default 5)")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first study seed F (default 0)")
     parser.add_argument("--budget", type=int, default=150, help="trial-epochs per study (default 150)")
     parser.add_argument("--budget-of", action="append", default=[], metavar="STRATEGY=N",
                         help="another budget for one strategy, e.g. tpe+asha=300 (curves stay in %% of --budget)")
@@ -253,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory(prefix="search_efficiency-") as tmp:
-        for study_seed in range(args.study_seeds):  # seed by seed: the tables after each seed hold whole seeds
+        for study_seed in range(args.first_seed, args.first_seed + args.study_seeds):  # seed by seed: the tables after each seed hold whole seeds
             collects = []
             for family in args.families:
                 for strategy in args.strategies:

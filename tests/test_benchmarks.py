@@ -101,6 +101,11 @@ def test_search_efficiency_spends_equal_trial_epochs_and_writes_its_table(fake_m
         if half:  # after its own budget (50% of --budget) a study keeps its final best
             assert curve[1] == curve[2] == curve[3]
         assert 0 < float(row["chosen_val"]) <= 1 and 0 <= float(row["test"]) <= 1
+        if half:  # half of 2 trial-epochs: no 2-epoch trial had finished, nothing to choose
+            assert row["chosen_val_at_half"] == row["test_at_half"] == "nan"
+        else:  # a 2-epoch trial had finished by half the budget: chosen, and its test metric measured
+            assert 0 < float(row["chosen_val_at_half"]) <= float(row["chosen_val"]) <= 1
+            assert 0 <= float(row["test_at_half"]) <= 1
         # no early stopping: budget / max epochs trials; ASHA: trials of 1 or 2 epochs until the budget is spent
         assert int(row["trials"]) == 2 if row["strategy"] == "random" else 1 <= int(row["trials"]) <= 4
     table = (out_dir / "search_efficiency.md").read_text()
@@ -121,6 +126,24 @@ def test_robust_selection_prints_test_accuracy_with_and_without_selection(fake_m
     assert worst_without <= without <= 100 and worst_with <= with_ <= 100
     assert delta == pytest.approx(with_ - without, abs=0.02)  # printed to 0.01
     assert (tmp_path / "studies" / "seed1" / "selection.yaml").exists()
+
+
+@pytest.mark.slow
+def test_main_job_times_the_whole_command_with_the_defaults_before_and_now(fake_mnist_dir, tiny_space):
+    out = run_benchmark("main_job.py", "--family", "base", "--space", str(tiny_space), "--data-dir",
+                        str(fake_mnist_dir), "--num-samples", "2", "--seeds", "2")
+    rows = {}
+    for arm in ("before", "after"):
+        wall, search, selection, reruns, epochs, ratio, mean, std, relative = numbers(
+            rf"\| {arm} \| {NUMBER} \| {NUMBER} \| {NUMBER} \| {NUMBER} \| {NUMBER} \| {NUMBER} \| {NUMBER} ± "
+            rf"{NUMBER} \| {NUMBER} \|", out)
+        assert 0 < search <= wall and 0 < reruns <= wall and search + selection + reruns == pytest.approx(wall, abs=2)
+        assert 2 <= epochs <= 4 and ratio > 0 and 0 <= mean <= 100  # 2 trials of at most 2 epochs
+        rows[arm] = wall, selection, relative
+    assert rows["before"][2] == 1.0 and ratio_within_rounding(rows["after"][2], rows["after"][0], rows["before"][0],
+                                                               half_unit=0.5)  # walls printed to 1 s
+    assert rows["before"][1] > 0 and "before study seed 0:" in out and "after study seed 0:" in out  # it selected
+    assert re.search(r"\| after \|.*\| [+-][0-9.]+ \|$", out, re.M)  # the paired difference on the same seeds
 
 
 def test_image_cache_prints_both_load_times_their_ratio_and_the_ram_beside_the_cache(tmp_path):
