@@ -31,7 +31,7 @@ def run_study_and_reruns_on(address: str, tmp_path: Path, data_dir: Path, tracki
     study, storage = tmp_path / "study", tmp_path / "shared-storage"
     done = run_module("study.tune", "--family", "base", "--space", str(space), "--study-dir", str(study),
                       "--storage", str(storage), "--num-samples", str(num_samples), "--max-concurrent", "2",
-                      "--seeds", "2", "--select-seeds", "1", "--address", address, "--tracking-uri", tracking_uri,
+                      "--seeds", "2", "--address", address, "--tracking-uri", tracking_uri,
                       "--experiment", "cluster", "--data-dir", str(data_dir), "--device", "cpu",
                       env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]

@@ -197,12 +197,14 @@ def add_rerun_flags(parser) -> None:
 
 def add_selection_flags(parser) -> None:
     """Robust selection's flags, which study.tune and study.compare share."""
-    parser.add_argument("--select-top", type=positive_int, default=3,
+    parser.add_argument("--select-top", type=positive_int, default=1,
                         help="robust selection: the best K trials of the search are trained again on "
                              "--select-seeds more seeds before the reruns; the best mean validation score wins "
-                             "(default 3; 1 takes the search's best as it is)")
+                             "(default 1: the search's best as it is; measured, selection among the top 3 gained "
+                             "nothing beyond noise for ~30%% more time, docs/benchmarks.md)")
     parser.add_argument("--select-seeds", type=non_negative_int, default=3,
-                        help="extra validation seeds per robust-selection candidate (default 3; 0: off)")
+                        help="extra validation seeds per robust-selection candidate when --select-top > 1 "
+                             "(default 3; 0: off)")
 
 
 def add_job_flags(parser) -> None:
