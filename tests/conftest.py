@@ -55,14 +55,35 @@ def cifar100_task(fake_cifar100_dir):
 
 @pytest.fixture
 def mlflow_server(tmp_path):
+    yield from serve_mlflow(tmp_path)
+
+
+ADMIN = ("admin", "admin-password-for-tests")
+
+
+@pytest.fixture
+def mlflow_login_server(tmp_path):
+    """An MLflow server with logins (its basic-auth app, as the cluster recipe runs it): every user may read every
+    experiment and write only their own; the admin's login is ADMIN."""
+    config = tmp_path / "basic_auth.ini"
+    config.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{tmp_path / 'auth.db'}\n"
+                      f"admin_username = {ADMIN[0]}\n"
+                      "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    yield from serve_mlflow(tmp_path, "--app-name", "basic-auth", env={
+        "MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN[1],
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "a-secret-for-tests"})
+
+
+def serve_mlflow(tmp_path, *extra, env=None):
+    """Start an MLflow server on a free loopback port, yield its URI once /health answers, stop it after."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1", *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         # without MLflow's job runner: five more processes, each importing MLflow, for GenAI jobs the study never runs
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})})
     uri = f"http://127.0.0.1:{port}"
     try:
         import requests

@@ -44,10 +44,10 @@ def config_file(tmp_path):
     return path
 
 
-def rerun(config_file, uri, data_dir, *extra):
+def rerun(config_file, uri, data_dir, *extra, env=None):
     return run_in_process("study.rerun", "--family", "base_aux", "--config", str(config_file), "--seeds", "2",
-                      "--tracking-uri", uri, "--experiment", "test", "--data-dir", str(data_dir), "--device", "cpu",
-                      *extra)
+                          "--tracking-uri", uri, "--experiment", "test", "--data-dir", str(data_dir), "--device", "cpu",
+                          *extra, env=env)
 
 
 def runs_of(client, role):
@@ -142,18 +142,65 @@ def test_a_two_seed_rerun_logs_one_parent_and_two_children_is_idempotent_and_log
 
 
 @pytest.mark.slow
-def test_a_batched_rerun_logs_every_seed_over_http_to_a_real_mlflow_server(config_file, fake_mnist_dir,
-                                                                           mlflow_server):
-    done = rerun(config_file, mlflow_server, fake_mnist_dir, "--batched", "on")
+def test_a_batched_rerun_logs_every_seed_over_http_to_a_server_with_logins_and_is_refused_in_one_line_without_one(
+        tmp_path, monkeypatch, config_file, fake_mnist_dir, mlflow_login_server):
+    """A server with logins (MLflow's basic-auth app): no login, a wrong password and a user who may not write the
+    experiment are each refused in one line naming what to set or ask for, before anything trains; a login from
+    ~/.mlflow/credentials logs every seed, and the password is in no param or tag."""
+    import requests
+
+    from conftest import ADMIN
+
+    uri, home = mlflow_login_server, tmp_path / "home"
+    for user in ("alice", "bob"):
+        created = requests.post(f"{uri}/api/2.0/mlflow/users/create", auth=ADMIN, timeout=30,
+                                json={"username": user, "password": f"{user}-password-1234"})
+        assert created.status_code == 200, created.text
+    refusals = {
+        "no login": ({"HOME": str(home)}, f"the tracking server at {uri} needs a login: set MLFLOW_TRACKING_USERNAME "
+                                          "and MLFLOW_TRACKING_PASSWORD"),
+        "wrong password": ({"MLFLOW_TRACKING_USERNAME": "alice", "MLFLOW_TRACKING_PASSWORD": "guess-1234-abcd"},
+                           f"the tracking server at {uri} refused the login of user 'alice': wrong password"),
+        "login in the URI": ({}, "the tracking URI holds a login (http://USER:PASSWORD@127.0.0.1...): give it in "
+                                 "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead"),
+    }
+    for case, (env, line) in refusals.items():
+        target = uri.replace("http://", "http://alice:alice-password-1234@") if "URI" in case else uri
+        done = run_in_process("study.rerun", "--family", "base_aux", "--config", str(config_file), "--seeds", "2",
+                              "--tracking-uri", target, "--experiment", "test", "--data-dir", str(fake_mnist_dir),
+                              env=env)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and line in lines[0], (case, done.stderr)
+        assert "alice-password-1234" not in done.stderr + done.stdout
+    report = run_in_process("study.report", "--experiment", "test", "--tracking-uri", uri, "--out",
+                            str(tmp_path / "report"), env={"HOME": str(home)})  # study.tune, compare: the same Tracker
+    assert report.returncode == 2 and refusals["no login"][1] in report.stderr and not (tmp_path / "report").exists()
+
+    (home / ".mlflow").mkdir(parents=True)
+    (home / ".mlflow" / "credentials").write_text(
+        "[mlflow]\nmlflow_tracking_username = alice\nmlflow_tracking_password = alice-password-1234\n")
+    done = rerun(config_file, uri, fake_mnist_dir, "--batched", "on", env={"HOME": str(home)})
     assert done.returncode == 0, done.stderr[-3000:]
     assert "training the 2 seeds as one batched model" in done.stdout
-    client = MlflowClient(mlflow_server)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "alice-password-1234")
+    client = MlflowClient(uri)
     [parent], children = runs_of(client, "parent"), runs_of(client, "seed")
     assert sorted(c.data.tags["seed"] for c in children) == ["1", "2"]
     assert all(c.info.status == "FINISHED" and "test/acc" in c.data.metrics for c in children)
     assert all({"test/digit_macro_f1", "n_params", "train_seconds"} <= set(c.data.metrics) for c in children)
     assert "per_class/digits.csv" in {a.path for a in client.list_artifacts(children[0].info.run_id, "per_class")}
     assert "learning_curves.png" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    logged = [value for run in (parent, *children) for value in (*run.data.params.values(), *run.data.tags.values())]
+    assert not any("password" in value for value in logged)
+
+    # bob may read alice's experiment (default_permission = READ) but not log to it: refused before training
+    done = rerun(config_file, uri, fake_mnist_dir, env={"MLFLOW_TRACKING_USERNAME": "bob",
+                                                        "MLFLOW_TRACKING_PASSWORD": "bob-password-1234"})
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert (f"user 'bob' may not log to experiment 'test' at the tracking server {uri}: ask its owner or the "
+            "server's admin for EDIT permission") in done.stderr
+    assert len(runs_of(client, "seed")) == 2 and "training" not in done.stdout
 
 
 @pytest.mark.parametrize("extra, culprit", [

@@ -107,6 +107,7 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = resolve_tracking_uri(uri)
+        check_no_login_in(self.uri)
         check_reachable(self.uri)
         database = None
         if self.uri.startswith("sqlite:///"):
@@ -128,12 +129,15 @@ class Tracker:
                     tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, NOTE_TAG: EXPERIMENT_NOTE})
             else:
                 self.experiment_id = found.experiment_id
-                if create and EXPERIMENT_KIND_TAG not in found.tags:  # made before the kind was set: set it
-                    self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+                # The write check, before anything trains: the kind tag (set when missing: made before the kind
+                # was set) needs the permission that logging runs needs, so a server's refusal comes now.
+                self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG,
+                                               found.tags.get(EXPERIMENT_KIND_TAG, EXPERIMENT_KIND))
         except StudyError:
             raise
         except Exception as exc:  # MlflowException, SQLAlchemy errors, HTTP errors
-            raise StudyError(f"cannot use the tracking store --tracking-uri {self.uri}: "
+            raise StudyError(refused_login(self.uri, experiment, exc) or
+                             f"cannot use the tracking store --tracking-uri {self.uri}: "
                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
         self.experiment = experiment
 
@@ -329,6 +333,39 @@ def parent_description(tags: dict[str, str], metrics: dict[str, float]) -> str:
     if low is not None and high is not None:
         result += f", 95% CI [{low:.4f}, {high:.4f}]"
     return f"{head}: {result}; {counts}"
+
+
+LOGIN_VARIABLES = "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+
+
+def check_no_login_in(uri: str) -> None:
+    """A password in the URI would be printed (the UI link) and kept in shell histories: refused, without echoing
+    it."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https") and (parts.username or parts.password):
+        raise StudyError(f"the tracking URI holds a login ({parts.scheme}://USER:PASSWORD@{parts.hostname}...): "
+                         f"give it in {LOGIN_VARIABLES} instead, never in a URI")
+
+
+def refused_login(uri: str, experiment: str, exc: Exception) -> str | None:
+    """One line naming what to set or ask for, when a tracking server with logins (`mlflow server --app-name
+    basic-auth`) refused this client; None for any other error. The server answers 401 alike for no login, an
+    unknown user and a wrong password: whether a login was given tells the first from the others."""
+    code = getattr(exc, "error_code", None)
+    if code not in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        return None
+    from mlflow.utils.credentials import read_mlflow_creds  # the variables, else ~/.mlflow/credentials
+
+    user = read_mlflow_creds().username
+    if code == "PERMISSION_DENIED":
+        return (f"user {user!r} may not log to experiment {experiment!r} at the tracking server {uri}: ask its "
+                f"owner or the server's admin for EDIT permission on it, or name another --experiment")
+    if not user:
+        return f"the tracking server at {uri} needs a login: set {LOGIN_VARIABLES}"
+    return (f"the tracking server at {uri} refused the login of user {user!r}: wrong password or no such user "
+            f"(MLFLOW_TRACKING_PASSWORD)")
 
 
 def check_reachable(uri: str) -> None:
