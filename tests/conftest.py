@@ -1,18 +1,14 @@
 """Shared fixtures: tiny synthetic MNIST (in the real idx format, so torchvision's own loader runs), its digit-pair
 splits, tiny synthetic CIFAR-100 files (in the real pickle layout, so the task's own loader runs), an MLflow server
-on 127.0.0.1. Helpers the tests call are in helpers.py."""
+on 127.0.0.1, with or without logins. Helpers the tests call are in helpers.py."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from helpers import free_port, make_fake_cifar100, make_fake_mnist
+from helpers import free_port, login_server_env, make_fake_cifar100, make_fake_mnist, serve_mlflow_process
 
 
 def pytest_collection_modifyitems(items):
@@ -58,45 +54,19 @@ def mlflow_server(tmp_path):
     yield from serve_mlflow(tmp_path)
 
 
-ADMIN = ("admin", "admin-password-for-tests")
-
-
 @pytest.fixture
 def mlflow_login_server(tmp_path):
     """An MLflow server with logins (its basic-auth app, as the cluster recipe runs it): every user may read every
     experiment and write only their own; the admin's login is ADMIN."""
-    config = tmp_path / "basic_auth.ini"
-    config.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{tmp_path / 'auth.db'}\n"
-                      f"admin_username = {ADMIN[0]}\n"
-                      "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
-    yield from serve_mlflow(tmp_path, "--app-name", "basic-auth", env={
-        "MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN[1],
-        "MLFLOW_FLASK_SERVER_SECRET_KEY": "a-secret-for-tests"})
+    yield from serve_mlflow(tmp_path, "--app-name", "basic-auth",
+                            env=login_server_env(tmp_path, f"sqlite:///{tmp_path / 'auth.db'}"))
 
 
 def serve_mlflow(tmp_path, *extra, env=None):
-    """Start an MLflow server on a free loopback port, yield its URI once /health answers, stop it after."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1", *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        # without MLflow's job runner: five more processes, each importing MLflow, for GenAI jobs the study never runs
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})})
-    uri = f"http://127.0.0.1:{port}"
+    """An MLflow server on SQLite in tmp_path: yields its URI once it answers, stops it after."""
+    server, uri = serve_mlflow_process(free_port(), "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                                       "--artifacts-destination", str(tmp_path / "server-artifacts"), *extra, env=env)
     try:
-        import requests
-
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                if requests.get(f"{uri}/health", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not start")
         yield uri
     finally:
         server.terminate()

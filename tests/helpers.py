@@ -222,6 +222,44 @@ def files_under(folder: Path) -> set[str]:
     return {str(path.relative_to(folder)) for path in folder.rglob("*")}
 
 
+ADMIN = ("admin", "admin-password-for-tests")  # the admin's login on the tests' servers with logins
+
+
+def login_server_env(folder: Path, auth_database: str) -> dict:
+    """What MLflow's basic-auth app needs to start, as docs/cluster.md gives it: its config in `folder` (the auth
+    database's URI; every user may read every experiment, write only their own), the admin's first password, a
+    fixed secret for its CSRF tokens."""
+    config = folder / "basic_auth.ini"
+    config.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = {auth_database}\n"
+                      f"admin_username = {ADMIN[0]}\n"
+                      "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    return {"MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN[1],
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": "a-secret-for-tests"}
+
+
+def serve_mlflow_process(port: int, *args: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """`mlflow server --host 127.0.0.1 --port port --workers 1 args`, once /health answers: (process, URI)."""
+    import requests
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        # without MLflow's job runner: five more processes, each importing MLflow, for GenAI jobs the study never runs
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})})
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            if requests.get(f"{uri}/health", timeout=1).status_code == 200:
+                return server, uri
+        except requests.RequestException:
+            pass
+        if time.time() > deadline or server.poll() is not None:
+            server.kill()
+            raise AssertionError(f"mlflow server {' '.join(args)} did not start")
+        time.sleep(0.5)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

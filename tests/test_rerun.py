@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import run_in_process
+from helpers import ADMIN, run_in_process
+from study.infra.errors import StudyError
 from study.infra.tracking import Tracker
 from study.runs import reruns as rerun_module
 from study.runs.reruns import rerun_seeds
@@ -148,8 +149,6 @@ def test_a_batched_rerun_logs_every_seed_over_http_to_a_server_with_logins_and_i
     experiment are each refused in one line naming what to set or ask for, before anything trains; a login from
     ~/.mlflow/credentials logs every seed, and the password is in no param or tag."""
     import requests
-
-    from conftest import ADMIN
 
     uri, home = mlflow_login_server, tmp_path / "home"
     for user in ("alice", "bob"):
@@ -291,6 +290,24 @@ def test_a_diverged_seed_is_done_and_counted_and_retried_only_when_asked(tmp_pat
     retried = run_in_process("study.rerun", *args, "--retry-diverged")
     assert retried.returncode == 0 and "1 diverged before, retried (--retry-diverged)" in retried.stdout
     assert trained == [[1, 2, 3], [2]]
+
+    # a tracking server that stops answering for longer than MLflow's client retries, while seed 2 is logged: one
+    # line saying what is kept and what to do; seed 1 stays logged
+    from mlflow.exceptions import MlflowException
+
+    def server_gone(config, missing, tracker, parent_id, task, compute):
+        tracker.log_seed(parent_id, config["family"], {**config, "seed": 1}, [{"epoch": 1, "test/acc": 0.9}],
+                         {"test/acc": 0.9, "test/acc_at_best_val": 0.9, "val/acc_best": 0.9}, {})
+        raise MlflowException("API request to endpoint /api/2.0/mlflow/runs/create failed with exception "
+                              "HTTPConnectionPool(host='127.0.0.1', port=5000): Max retries exceeded\nmore")
+
+    monkeypatch.setattr(rerun_module, "train_missing", server_gone)
+    with pytest.raises(StudyError, match=r"the tracking store at sqlite:.* stopped answering \(MlflowException: API "
+                                         r"request .* Max retries exceeded\); the seeds logged before are kept: run "
+                                         r"the same command again once it answers"):
+        rerun_module.run_reruns({**config, "lr": 0.1}, 2, tracker, task)
+    [other] = [p for p in tracker.search("tags.`study.role` = 'parent'") if p.data.params["lr"] == "0.1"]
+    assert sorted(tracker.finished_seeds(other.info.run_id)) == [1]
 
 
 def test_an_unset_objective_or_metric_leaves_a_configs_hash_as_it_was():

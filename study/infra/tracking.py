@@ -368,6 +368,15 @@ def refused_login(uri: str, experiment: str, exc: Exception) -> str | None:
             f"(MLFLOW_TRACKING_PASSWORD)")
 
 
+def is_store_error(exc: BaseException) -> bool:
+    """An error of the tracking store itself (MLflow's, the HTTP connection's, the database's): not the study's."""
+    import requests
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError  # MLflow's SQL stores
+
+    return isinstance(exc, (MlflowException, requests.RequestException, SQLAlchemyError))
+
+
 def check_reachable(uri: str) -> None:
     """Fail fast, in one line, when an HTTP tracking server does not answer (MLflow itself retries for minutes)."""
     if not uri.startswith(("http://", "https://")):

@@ -16,7 +16,7 @@ from study.infra.cli import Compute
 from study.infra.console import SeedProgress
 from study.infra.errors import Interrupted, StudyError
 from study.infra.ray_tasks import handle_each
-from study.infra.tracking import Tracker, environment_tags, ui_link
+from study.infra.tracking import Tracker, environment_tags, is_store_error, ui_link
 from study.reporting.figures import curve_names, learning_curves
 from study.reporting.stats import WORST, describe, format_summary, resolve_failure_value, with_failures
 from study.runs.seed_tasks import train_seed, train_seeds_batched
@@ -130,6 +130,14 @@ def run_reruns(config: dict, seeds: int, tracker: Tracker, task, compute: Comput
             tracker.end_run(parent_id, "KILLED")
             raise Interrupted("reruns stopped; the seeds logged so far are kept in MLflow: run the same command "
                               "again to train only the missing ones") from None
+        except Exception as exc:
+            if not is_store_error(exc):
+                raise
+            # a server down for longer than MLflow's client retries (about 4 minutes), a database gone
+            raise StudyError(f"the tracking store at {tracker.uri} stopped answering ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); the seeds logged before are "
+                             f"kept: run the same command again once it answers, to train only the missing ones") \
+                from None
     return finalise_parent(tracker, parent_id, config, spec)
 
 
