@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import free_port, login_server_env, make_fake_cifar100, make_fake_mnist, serve_mlflow_process
+from helpers import free_port, login_server_env, make_fake_cifar100, make_fake_mnist, serve_mlflow_process, stop_server
 
 
 def pytest_collection_modifyitems(items):
@@ -69,8 +69,7 @@ def serve_mlflow(tmp_path, *extra, env=None):
     try:
         yield uri
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_server(server)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -245,7 +246,8 @@ def serve_mlflow_process(port: int, *args: str, env: dict | None = None) -> tupl
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         # without MLflow's job runner: five more processes, each importing MLflow, for GenAI jobs the study never runs
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})})
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})},
+        start_new_session=True)  # a group of its own: `mlflow server` serves from a uvicorn child (stop_server)
     uri = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while True:
@@ -255,9 +257,19 @@ def serve_mlflow_process(port: int, *args: str, env: dict | None = None) -> tupl
         except requests.RequestException:
             pass
         if time.time() > deadline or server.poll() is not None:
-            server.kill()
+            stop_server(server, signal.SIGKILL)
             raise AssertionError(f"mlflow server {' '.join(args)} did not start")
         time.sleep(0.5)
+
+
+def stop_server(server: subprocess.Popen, how: int = signal.SIGTERM) -> None:
+    """Signal a server started by serve_mlflow_process and every process it started (its uvicorn, which a signal
+    to `mlflow server` alone leaves serving), then wait for it."""
+    try:
+        os.killpg(server.pid, how)
+    except ProcessLookupError:
+        pass
+    server.wait(timeout=30)
 
 
 def free_port() -> int:

@@ -2,6 +2,7 @@
 retried unless --retry-diverged), an HTTP server."""
 
 import re
+from functools import partial
 from types import SimpleNamespace
 
 import numpy as np
@@ -308,6 +309,30 @@ def test_a_diverged_seed_is_done_and_counted_and_retried_only_when_asked(tmp_pat
         rerun_module.run_reruns({**config, "lr": 0.1}, 2, tracker, task)
     [other] = [p for p in tracker.search("tags.`study.role` = 'parent'") if p.data.params["lr"] == "0.1"]
     assert sorted(tracker.finished_seeds(other.info.run_id)) == [1]
+
+    # a request cut off mid-way (the server restarted): the seed is logged again only if its FINISHED run did not
+    # get through, so it is FINISHED once; a run the cut-off try left RUNNING ends FAILED
+    parent_id, calls = other.info.run_id, []
+
+    def cut_off(after_finishing: bool, seed: int):
+        calls.append(seed)
+        if len(calls) == 1:
+            if after_finishing:  # carried out, its answer lost
+                tracker.log_seed(parent_id, "base", {**config, "seed": seed}, [{"epoch": 1, "test/acc": 0.8}], {}, {})
+            else:  # cut off after the run was created
+                tracker.client.create_run(tracker.experiment_id, tags={"study.role": "seed", "seed": str(seed),
+                                                                       "mlflow.parentRunId": parent_id})
+            raise MlflowException("API request to endpoint /api/2.0/mlflow/runs/create failed with exception "
+                                  "('Connection aborted.', ConnectionResetError(104, 'Connection reset by peer'))")
+        tracker.log_seed(parent_id, "base", {**config, "seed": seed}, [{"epoch": 1, "test/acc": 0.8}], {}, {})
+
+    for after_finishing, seed in ((True, 2), (False, 3)):
+        calls.clear()
+        tracker.log_seed_surviving_outages(parent_id, partial(cut_off, after_finishing, seed), seed)
+        assert calls == ([seed] if after_finishing else [seed, seed])
+    runs = [(r.data.tags["seed"], r.info.status) for r in tracker.seed_runs(parent_id)]
+    assert sorted(runs) == [("1", "FINISHED"), ("2", "FINISHED"), ("3", "FAILED"), ("3", "FINISHED")]
+    assert "stopped answering while seed 3 was logged; trying again" in capsys.readouterr().out
 
 
 def test_an_unset_objective_or_metric_leaves_a_configs_hash_as_it_was():

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from helpers import (ADMIN, REPO, TINY_SPACE, free_port, login_server_env, read_until, run_in_process,
-                     serve_mlflow_process)
+                     serve_mlflow_process, stop_server)
 
 
 def postgres_programs() -> Path | None:
@@ -108,8 +108,9 @@ def test_a_study_logs_through_a_login_server_on_postgresql_that_is_killed_and_re
                  "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "10"})
         try:
             seen = read_until(study, ": test/acc ", 600)  # the first seed logged
-            server.kill()  # mid-rerun: the driver's next log calls meet a dead server and retry
-            server.wait(timeout=30)
+            stop_server(server, signal.SIGKILL)  # mid-rerun: the driver's next log calls meet no server and retry
+            with pytest.raises(requests.ConnectionError):
+                requests.get(f"{uri}/health", timeout=5)
             logged_at_kill = [seed for seed, status in finished_seed_runs(postgres) if status == "FINISHED"]
             assert len(logged_at_kill) < 6, "the kill came after the reruns"
             server, _ = serve_mlflow_process(port, *args, env=server_env)
@@ -144,5 +145,4 @@ def test_a_study_logs_through_a_login_server_on_postgresql_that_is_killed_and_re
         assert Path(csv).read_text().startswith("class,")
         assert any(artifacts.rglob("z.csv")), "the artifacts are not in the server's --artifacts-destination"
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_server(server)

@@ -30,10 +30,12 @@ import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 from study.infra.errors import StudyError
 
 DEFAULT_EXPERIMENT = "digit-pairs"
+STORE_OUTAGE_SECONDS = 300  # how long the reruns wait for a tracking store that stopped answering (a restart)
 
 
 def default_experiment(task: str) -> str:
@@ -244,6 +246,35 @@ class Tracker:
             self.client.log_figure(run_id, figure, path)
         self.client.set_terminated(run_id, status="FINISHED")
         return run_id
+
+    def log_seed_surviving_outages(self, parent_id: str, log: Callable[[], object], seed: int) -> None:
+        """`log()` (log_seed or log_failed_seed of `seed`) that survives the store going away for a while (a server
+        restarted): after a store error it waits and logs the seed again, up to STORE_OUTAGE_SECONDS. MLflow's client
+        retries only what the server did not get; a request cut off mid-way (was its run created? finished?) ends
+        here. So before each new try the seed's outcome is read back: logged once, never twice (a run left RUNNING
+        by the cut-off try is marked FAILED by seed_outcomes, and never counts)."""
+        try:
+            log()
+            return
+        except Exception as exc:
+            if not is_store_error(exc):
+                raise
+            first = exc
+        print(f"  the tracking store at {self.uri} stopped answering while seed {seed} was logged; trying again "
+              f"for up to {STORE_OUTAGE_SECONDS // 60} minutes", flush=True)
+        deadline, wait = time.monotonic() + STORE_OUTAGE_SECONDS, 1.0
+        while time.monotonic() < deadline:
+            time.sleep(wait)
+            wait = min(2 * wait, 30.0)
+            try:
+                finished, diverged = self.seed_outcomes(parent_id)
+                if seed not in finished and seed not in diverged:
+                    log()
+                return
+            except Exception as exc:
+                if not is_store_error(exc):
+                    raise
+        raise first
 
     def log_failed_seed(self, parent_id: str, family: str, config: dict, reason: str, tags: dict[str, str]) -> None:
         """A seed that could not finish (its loss diverged): a FAILED child tagged `diverged` with the reason. It

@@ -11,6 +11,8 @@ failure of the config, counted in the summary at the failure value (failure_tags
 
 from __future__ import annotations
 
+from functools import partial
+
 from study.config.presets import Preset
 from study.infra.cli import Compute
 from study.infra.console import SeedProgress
@@ -133,7 +135,7 @@ def run_reruns(config: dict, seeds: int, tracker: Tracker, task, compute: Comput
         except Exception as exc:
             if not is_store_error(exc):
                 raise
-            # a server down for longer than MLflow's client retries (about 4 minutes), a database gone
+            # down for longer than the tracker waits for it (STORE_OUTAGE_SECONDS)
             raise StudyError(f"the tracking store at {tracker.uri} stopped answering ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); the seeds logged before are "
                              f"kept: run the same command again once it answers, to train only the missing ones") \
@@ -174,13 +176,16 @@ def train_missing(config: dict, missing: list[int], tracker: Tracker, parent_id:
             if seed is None:
                 raise StudyError(f"batched training diverged ({exc.cause}); run with --batched off to "
                                  f"train and record the seeds one by one") from None
-            tracker.log_failed_seed(parent_id, config["family"], {**config, "seed": seed}, str(exc.cause), tags)
+            tracker.log_seed_surviving_outages(parent_id, partial(
+                tracker.log_failed_seed, parent_id, config["family"], {**config, "seed": seed}, str(exc.cause), tags),
+                seed)
             progress.finished(f"  seed {seed:3d}: diverged ({exc.cause}); logged as FAILED")
             return
         for seed, history, summary, outputs, node in answers:
             summary, texts, figures = seed_statistics(spec, summary, outputs, config["family"], seed)
-            tracker.log_seed(parent_id, config["family"], {**config, "seed": seed}, history, summary,
-                             {**tags, "ray_node": node}, texts, figures)
+            tracker.log_seed_surviving_outages(parent_id, partial(
+                tracker.log_seed, parent_id, config["family"], {**config, "seed": seed}, history, summary,
+                {**tags, "ray_node": node}, texts, figures), seed)
             progress.finished(f"  seed {seed:3d}: {primary} {summary[primary]:.4f}")
 
     try:
