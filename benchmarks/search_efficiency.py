@@ -211,11 +211,44 @@ def write_outputs(rows: list[dict], args, out: Path, seconds: float) -> str:
             lines.append(f"| {family} | {strategy} | {budget} | {trials:.1f} | " + " | ".join(cells) +
                          f" | {mean_std([row.get('test', float('nan')) for row in group])} | "
                          f"{mean_std([row.get('test_at_half', float('nan')) for row in group])} |")
+    lines += against_random(rows, objective, test)
     lines += ["", f"Whole benchmark: {seconds / 60:.1f} min wall."]
     table = "\n".join(lines) + "\n"
     (out / "search_efficiency.md").write_text(table)
     plot(rows, out / "search_efficiency.png", objective)
     return table
+
+
+def against_random(rows: list[dict], objective: str, test: str) -> list[str]:
+    """Each strategy paired with the random arm on the same family and study seed (same splits, same first configs):
+    in how many studies it reached random's final best by 50% of the budget (the target: half the compute), and its
+    chosen config's test metric minus random's (mean, std, paired t-test over study seeds). Nothing without a
+    `random` arm."""
+    from scipy import stats
+
+    random = {(row["family"], row["study_seed"]): row for row in rows if row["strategy"] == "random"}
+    lines = []
+    for family in dict.fromkeys(row["family"] for row in rows):
+        for strategy in dict.fromkeys(row["strategy"] for row in rows if row["strategy"] != "random"):
+            pairs = [(row, random[family, row["study_seed"]]) for row in rows if row["family"] == family
+                     and row["strategy"] == strategy and (family, row["study_seed"]) in random]
+            if not pairs:
+                continue
+            reached = sum(row["best_val_at_50%"] >= base["best_val_at_100%"] for row, base in pairs)
+            gaps = [row["best_val_at_50%"] - base["best_val_at_100%"] for row, base in pairs]
+            deltas = [row.get("test", float("nan")) - base.get("test", float("nan")) for row, base in pairs]
+            deltas = [d for d in deltas if d == d]
+            p = stats.ttest_rel([r.get("test") for r, b in pairs], [b.get("test") for r, b in pairs]).pvalue \
+                if len(deltas) > 1 and len(deltas) == len(pairs) else float("nan")
+            if not lines:
+                lines = ["", f"Against random search on the same study seeds: studies whose best {objective} at 50% "
+                         f"of the budget reached random's final best; that gap; the chosen config's {test} minus "
+                         f"random's (paired t-test over study seeds).", "",
+                         "| family | strategy | reached random's final best at 50% | gap at 50% | "
+                         f"Δ {test} of chosen config | paired t p |", "|---|---|---:|---:|---:|---:|"]
+            lines.append(f"| {family} | {strategy} | {reached} of {len(pairs)} | {mean_std(gaps)} | "
+                         f"{mean_std(deltas)} | {p:.2f} |")
+    return lines
 
 
 def plot(rows: list[dict], path: Path, objective: str) -> None:

@@ -112,6 +112,12 @@ def test_search_efficiency_spends_equal_trial_epochs_and_writes_its_table(fake_m
     assert "| base | tpe+asha | 4 | " in table and "| base | random | 4 | 2.0 | " in table and table in out
     assert "| base | mtpe+hyperband+defaults | 2 | " in table
     assert "test/acc of chosen config" in table and " ± " in table
+    # each strategy against random on the same study seed: reached random's final best by 50%?, the test difference
+    by = {row["strategy"]: row for row in rows}
+    reached = float(by["tpe+asha"]["best_val_at_50%"]) >= float(by["random"]["best_val_at_100%"])
+    delta = float(by["tpe+asha"]["test"]) - float(by["random"]["test"])
+    assert f"| base | tpe+asha | {int(reached)} of 1 | " in table and f" | {delta:.4f} ± 0.0000 | nan |" in table
+    assert "| base | mtpe+hyperband+defaults | " in table.split("Against random search")[1]
     assert (out_dir / "search_efficiency.png").read_bytes()[:4] == b"\x89PNG"
 
 
