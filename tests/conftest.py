@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import free_port, login_server_env, make_fake_cifar100, make_fake_mnist, serve_mlflow_process, stop_server
+from helpers import (free_port, login_server_env, make_fake_cifar100, make_fake_mnist, serve_mlflow_process,
+                     stop_server)
 
 
 def pytest_collection_modifyitems(items):

@@ -249,7 +249,7 @@ def serve_mlflow_process(port: int, *args: str, env: dict | None = None) -> tupl
         env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})},
         start_new_session=True)  # a group of its own: `mlflow server` serves from a uvicorn child (stop_server)
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
+    deadline = time.time() + 300  # a hang guard: a first start on PostgreSQL migrates its schema (over 80 s loaded)
     while True:
         try:
             if requests.get(f"{uri}/health", timeout=1).status_code == 200:
