@@ -166,9 +166,7 @@ def test_a_batched_rerun_logs_every_seed_over_http_to_a_server_with_logins_and_i
     }
     for case, (env, line) in refusals.items():
         target = uri.replace("http://", "http://alice:alice-password-1234@") if "URI" in case else uri
-        done = run_in_process("study.rerun", "--family", "base_aux", "--config", str(config_file), "--seeds", "2",
-                              "--tracking-uri", target, "--experiment", "test", "--data-dir", str(fake_mnist_dir),
-                              env=env)
+        done = rerun(config_file, target, fake_mnist_dir, env=env)
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2 and len(lines) == 1 and line in lines[0], (case, done.stderr)
         assert "alice-password-1234" not in done.stderr + done.stdout
