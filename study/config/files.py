@@ -7,7 +7,7 @@ from pathlib import Path
 
 from study.config.schema import validate_config
 from study.config.space import default_space_path, load_space
-from study.infra.errors import StudyError
+from study.infra.errors import StudyError, first_line
 from study.infra.files import read_yaml
 
 
@@ -24,7 +24,7 @@ def load_config_file(path: str | Path, family: str, task: str = "digit_pairs") -
     except FileNotFoundError:
         raise StudyError(f"config file {path} does not exist") from None
     except Exception as exc:  # yaml errors, unreadable file
-        raise StudyError(f"cannot read config file {path}: {str(exc).splitlines()[0]}") from None
+        raise StudyError(f"cannot read config file {path}: {first_line(exc)}") from None
     config = raw.get("config", raw) if isinstance(raw, dict) else None
     if not isinstance(config, dict):
         raise StudyError(f"config file {path}: expected a mapping of hyperparameters")

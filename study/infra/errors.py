@@ -7,3 +7,9 @@ class StudyError(Exception):
 
 class Interrupted(Exception):
     """Ctrl-C stopped a command; the message says how to resume. The CLIs exit with status 130."""
+
+
+def first_line(exc: BaseException) -> str:
+    """What a one-line error quotes of an exception: its message's first line, or its type's name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -8,7 +8,7 @@ import socket
 import uuid
 from pathlib import Path
 
-from study.infra.errors import StudyError
+from study.infra.errors import StudyError, first_line
 
 
 # A started instance's own settings (a joined cluster keeps its head's). Ray ends a task worker idle for 1 s while
@@ -55,8 +55,7 @@ def connect_ray(address: str | None, worker_output: bool = False, plugins: tuple
         if token_refused(exc):
             raise StudyError(f"Ray cluster at --address {address} refused this machine's token: "
                              f"{token_advice()}") from None
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise StudyError(f"cannot connect to the Ray cluster at --address {address}: {reason}") from None
+        raise StudyError(f"cannot connect to the Ray cluster at --address {address}: {first_line(exc)}") from None
 
 
 def auth_mode() -> str:

@@ -32,7 +32,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-from study.infra.errors import StudyError
+from study.infra.errors import StudyError, first_line
 
 DEFAULT_EXPERIMENT = "digit-pairs"
 STORE_OUTAGE_SECONDS = 300  # how long the reruns wait for a tracking store that stopped answering (a restart)
@@ -140,7 +140,7 @@ class Tracker:
         except Exception as exc:  # MlflowException, SQLAlchemy errors, HTTP errors
             raise StudyError(refused_login(self.uri, experiment, exc) or
                              f"cannot use the tracking store --tracking-uri {self.uri}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+                             f"{first_line(exc)}") from None
         self.experiment = experiment
 
     def search(self, filter_string: str, statuses: tuple[str, ...] | None = None) -> list:

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from study.infra.validation import non_negative_int, positive_int
-from study.infra.errors import StudyError
+from study.infra.errors import StudyError, first_line
 from study.tasks.base import DEFAULT_DATA_DIR, Head, Split, Task, TaskData, TaskSpec, resolve_data_dir
 from study.tasks.registry import register_task
 
@@ -79,9 +79,8 @@ def _read_pickle(path: Path) -> dict:
     try:
         entry = _ArraysOnly(io.BytesIO(raw), encoding="latin1").load()
     except Exception as exc:  # EOFError (truncated), UnpicklingError, ValueError, ...
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StudyError(f"CIFAR-100 file {path} is truncated or not a CIFAR pickle ({len(raw)} bytes): "
-                         f"{reason}") from None
+                         f"{first_line(exc)}") from None
     if not isinstance(entry, dict):
         raise StudyError(f"CIFAR-100 file {path} is not a CIFAR pickle: it holds a {type(entry).__name__}, "
                          f"not a dict")
@@ -132,9 +131,8 @@ def download(root: Path) -> None:
     try:
         CIFAR100(root=str(root), train=True, download=True)
     except Exception as exc:  # URLError, RuntimeError, OSError, ...
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StudyError(f"no CIFAR-100 under data dir {root} ({root / FOLDER} is missing) and torchvision could "
-                         f"not download it: {reason}. Put a copy's {FOLDER}/ folder (train, test, meta) or "
+                         f"not download it: {first_line(exc)}. Put a copy's {FOLDER}/ folder (train, test, meta) or "
                          f"cifar-100-python.tar.gz in {root}") from None
 
 

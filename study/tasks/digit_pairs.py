@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from study.infra.validation import positive_int
-from study.infra.errors import StudyError
+from study.infra.errors import StudyError, first_line
 from study.tasks.base import DEFAULT_DATA_DIR, Head, Split, Task, TaskData, TaskSpec, resolve_data_dir
 from study.tasks.registry import register_task
 
@@ -61,8 +61,7 @@ def load_mnist(data_dir: str | os.PathLike | None = None, download: bool = True)
         except StudyError:
             raise
         except Exception as exc:  # torchvision raises RuntimeError, AssertionError, URLError, ...
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise StudyError(f"cannot load MNIST from data dir {root}: {reason}") from None
+            raise StudyError(f"cannot load MNIST from data dir {root}: {first_line(exc)}") from None
         images, labels = dataset.data, dataset.targets
         if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels) or len(images) == 0:
             raise StudyError(f"MNIST files under {root} are corrupt: images {tuple(images.shape)}, "
