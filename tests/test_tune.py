@@ -215,6 +215,7 @@ def test_a_study_dir_with_other_settings_is_refused(tmp_path, space, fake_mnist_
     (study / "study.yaml").write_text("family: base\nseed: 0\nnum_samples: 99\n")
     done = run_in_process("study.tune", *tune_args(space, study, fake_mnist_dir, "--num-samples", "3"))
     assert done.returncode == 2 and "holds a study with other settings" in done.stderr
+    assert "num_samples 99 in the study, 3 now" in done.stderr  # what to give again to resume it
     assert sorted(p.name for p in study.iterdir()) == ["study.yaml"]
 
 
@@ -235,7 +236,8 @@ def test_a_study_started_before_the_strategy_flags_resumes_with_the_strategy_it_
     (study / "study.yaml").write_text(yaml.safe_dump(old))
     prepare_study_dir(study, study_settings(tiny, before, 0, None), fresh=False)  # the same study: no error
     other = Budget(3, 2, 1, 2, None, 1.0, 0.0, 1, "mtpe", "hyperband", True)
-    with pytest.raises(StudyError, match=r"\(defaults_trial, sampler, scheduler differ\)"):
+    with pytest.raises(StudyError, match=r"\(defaults_trial False in the study, True now, sampler tpe in the study, mtpe now, "
+                                         r"scheduler asha in the study, hyperband now\)"):
         prepare_study_dir(study, study_settings(tiny, other, 0, None), fresh=False)
     assert yaml.safe_load((study / "study.yaml").read_text()) == old  # left as it was
 

@@ -398,6 +398,15 @@ def check_writable(study_dir: Path) -> None:
         raise StudyError(f"cannot write the study dir {study_dir}: {existing} is not a writable folder")
 
 
+def describe_change(key: str, study: dict, now: dict) -> str:
+    """`num_samples 24 in the study, 12 now`, so a study started under an older default resumes when given its value
+    again; a search space or another nested setting by its name alone."""
+    before, after = study.get(key), now.get(key)
+    if isinstance(before, (dict, list)) or isinstance(after, (dict, list)):
+        return f"{key} differ"
+    return f"{key} {before} in the study, {after} now"
+
+
 def prepare_study_dir(study_dir: Path, settings: dict, fresh: bool) -> None:
     """Create the study dir, or check that the study in it was started with the same settings."""
     marker = study_dir / "study.yaml"
@@ -415,8 +424,10 @@ def prepare_study_dir(study_dir: Path, settings: dict, fresh: bool) -> None:
         previous = {**SETTINGS_BEFORE_STRATEGIES, **read_yaml(marker)}  # studies started before these keys existed
         changed = [key for key in sorted(set(settings) | set(previous)) if settings.get(key) != previous.get(key)]
         if changed:
-            raise StudyError(f"{study_dir} holds a study with other settings ({', '.join(changed)} differ); "
-                             f"run with --fresh to start over, or use another --study-dir")
+            differences = ", ".join(describe_change(key, previous, settings) for key in changed)
+            raise StudyError(f"{study_dir} holds a study with other settings ({differences}); "
+                             f"give its settings again to resume it, run with --fresh to start over, or use another "
+                             f"--study-dir")
     else:
         write_yaml(marker, settings)
 
