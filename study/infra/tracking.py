@@ -314,15 +314,26 @@ class Tracker:
         self.end_run(run.info.run_id, "FINISHED")
         return run.info.run_id
 
-    def artifact_bytes(self, run_id: str, path: str) -> bytes | None:
-        """A run's artifact file, or None when it has none at `path`."""
+    def artifact_files(self, artifact_uri: str, folder: str, names: tuple[str, ...] | None = None,
+                       suffix: str = "") -> dict[str, bytes]:
+        """File name -> bytes of the files in `folder` of a run's artifacts (only `names`, or those ending in
+        `suffix`); {} when the run has no such folder. Straight from the run's artifact store (`artifact_uri`, from
+        a run already searched): one listing and one download per file. The client's download_artifacts(run_id, ...)
+        first reads the run and, in MLflow 3, searches its logged models, on every call: requests that a server with
+        logins answers only after checking the password again (a few tenths of a second each)."""
         import tempfile
 
-        with tempfile.TemporaryDirectory() as folder:
-            try:
-                return Path(self.client.download_artifacts(run_id, path, folder)).read_bytes()
-            except Exception:  # noqa: BLE001 - MlflowException or OSError: no such artifact
-                return None
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        try:
+            repository = get_artifact_repository(artifact_uri, tracking_uri=self.uri)
+            paths = [entry.path for entry in repository.list_artifacts(folder) if not entry.is_dir]
+            wanted = [path for path in paths if (Path(path).name in names if names else path.endswith(suffix))]
+            with tempfile.TemporaryDirectory() as local:
+                return {Path(path).name: Path(repository.download_artifacts(path, local)).read_bytes()
+                        for path in wanted}
+        except Exception:  # noqa: BLE001 - MlflowException or OSError: the run has no such folder
+            return {}
 
     def histories(self, run_id: str, names: tuple[str, ...]) -> dict[str, list[tuple[int, float]]]:
         return {name: sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, name))

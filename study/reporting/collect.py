@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from study.infra.errors import StudyError
 from study.infra.tracking import ROLE, Tracker
@@ -78,6 +79,7 @@ class FamilyResult:
     failure_rule: str = ""  # the parent's failure_rule tag, in words
     published: dict[str, tuple[float, float | None]] | None = None  # a preset's statistic -> published (mean, std)
     run_ids: dict[int, str] = field(default_factory=dict)  # finished seed -> its child run
+    artifact_uris: dict[int, str] = field(default_factory=dict)  # finished seed -> its child run's artifact store
     curves: dict[str, dict[int, list[tuple[int, float]]]] = field(default_factory=dict)  # metric -> seed -> steps
     reference: str = ""  # a reference row (e.g. "untuned defaults"): shown, not tested against the arms
     # the study seeds whose tuned configs this arm pools (seeds are then (study seed, rerun seed) pairs)
@@ -224,12 +226,13 @@ def arm_result(arm: str, chosen: list) -> FamilyResult:
     """One arm from its parent runs (one, or one per study seed) and their (finished, diverged) seed runs."""
     tags = chosen[0][0].data.tags
     pooled = len(chosen) > 1
-    finished, diverged, run_ids, study_seeds, searches = {}, [], {}, [], []
+    finished, diverged, run_ids, artifact_uris, study_seeds, searches = {}, [], {}, {}, [], []
     for parent, (done, failed) in sorted(chosen, key=lambda item: int(item[0].data.tags.get("study_seed", 0))):
         study_seed = int(parent.data.tags["study_seed"]) if "study_seed" in parent.data.tags else None
         key = (lambda seed: (study_seed, seed)) if pooled else (lambda seed: seed)
         finished.update({key(seed): dict(run.data.metrics) for seed, run in done.items()})
         run_ids.update({key(seed): run.info.run_id for seed, run in done.items()})
+        artifact_uris.update({key(seed): run.info.artifact_uri for seed, run in done.items()})
         diverged += [key(seed) for seed in sorted(failed)]
         if study_seed is not None:
             study_seeds.append(study_seed)
@@ -240,7 +243,7 @@ def arm_result(arm: str, chosen: list) -> FamilyResult:
     return FamilyResult(arm, chosen[0][0].info.run_id, tags.get("config_hash", ""), finished, diverged,
                         tags.get("task", "digit_pairs"), primary, objective, higher, tags.get("failure_value"),
                         tags.get("failure_rule", ""), published, run_ids, reference=tags.get("reference", ""),
-                        study_seeds=study_seeds, searches=searches)
+                        study_seeds=study_seeds, searches=searches, artifact_uris=artifact_uris)
 
 
 def search_info(parent) -> dict:
@@ -250,7 +253,8 @@ def search_info(parent) -> dict:
     if "search_trials" not in metrics:
         return {}
     candidates = json.loads(tags["search.selection_candidates"]) if "search.selection_candidates" in tags else []
-    return {"run_id": parent.info.run_id, "study_seed": tags.get("study_seed", ""),
+    return {"run_id": parent.info.run_id, "artifact_uri": parent.info.artifact_uri,
+            "study_seed": tags.get("study_seed", ""),
             "trials": int(metrics["search_trials"]), "trial_epochs": int(metrics.get("search_trial_epochs", 0)),
             "trial_seconds": metrics.get("search_trial_seconds", math.nan),
             "wall_seconds": metrics.get("search_wall_seconds", math.nan),
@@ -283,18 +287,11 @@ def load_curves(tracker: Tracker, results: list[FamilyResult]) -> None:
 PER_CLASS_COUNTS = ("support", "tp", "fp", "fn", "tn")
 
 
-def per_class_files(tracker: Tracker, run_id: str) -> dict[str, str]:
+def per_class_files(tracker: Tracker, artifact_uri: str) -> dict[str, str]:
     """A seed run's per-class tables (artifacts per_class/<head>.csv, logged since per-head metrics exist): head ->
-    CSV text, from one download of the folder; {} for a run logged before them."""
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as folder:
-        try:
-            local = Path(tracker.client.download_artifacts(run_id, "per_class", folder))
-        except Exception:  # noqa: BLE001 - MlflowException or OSError: the run has no such folder
-            return {}
-        return {path.stem: path.read_text() for path in sorted(local.glob("*.csv"))}
+    CSV text; {} for a run logged before them. Its confusion-matrix PNGs beside them are not fetched."""
+    return {Path(name).stem: data.decode() for name, data in
+            sorted(tracker.artifact_files(artifact_uri, "per_class", suffix=".csv").items())}
 
 
 def pool_per_class(tables: list[str]) -> list[dict]:
@@ -321,12 +318,12 @@ def pool_per_class(tables: list[str]) -> list[dict]:
 
 
 def load_per_class(tracker: Tracker, results: list[FamilyResult]) -> None:
-    """Each arm's per-class tables pooled over its finished seeds (one download per seed run): result.per_class,
+    """Each arm's per-class tables pooled over its finished seeds (a listing and a download per seed run): result.per_class,
     head -> {"seeds": how many seeds had the table, "rows": pool_per_class}. Diverged seeds have no predictions."""
     for result in results:
         tables: dict[str, list[str]] = {}
-        for run_id in result.run_ids.values():
-            for head, text in per_class_files(tracker, run_id).items():
+        for artifact_uri in result.artifact_uris.values():
+            for head, text in per_class_files(tracker, artifact_uri).items():
                 tables.setdefault(head, []).append(text)
         result.per_class = {head: {"seeds": len(texts), "rows": pool_per_class(texts)}
                             for head, texts in sorted(tables.items())}

@@ -221,8 +221,7 @@ def build_report(tracker: Tracker, curves: bool = True, n_resamples: int = DEFAU
         for result in results:  # the search figures logged with each parent (study.tune), for the HTML page
             for search in result.searches:
                 if search:
-                    search["figures"] = {name: data for name in SEARCH_FIGURES
-                                         if (data := tracker.artifact_bytes(search["run_id"], f"search/{name}"))}
+                    search["figures"] = tracker.artifact_files(search["artifact_uri"], "search", SEARCH_FIGURES)
     groups: dict[str, TaskGroup] = {}
     for result in results:
         groups.setdefault(result.task, TaskGroup(result.task, [])).results.append(result)
