@@ -1,8 +1,8 @@
 """The lab's tracking server as docs/cluster.md starts it: MLflow's basic-auth app on a real PostgreSQL store (its
-auth database in PostgreSQL too), artifacts served through the server (--serve-artifacts). A small study.tune with
-reruns logs through it while the server is killed and restarted mid-rerun; study.report reads it back; the report's
-figures and each seed's artifacts come back through the server. Needs PostgreSQL's server programs (Debian's
-`postgresql` package: .ci/run installs it)."""
+auth database in PostgreSQL too), artifacts served through the server (--serve-artifacts). A small study.rerun (the
+reruns study.tune ends with) logs through it while the server is killed and restarted mid-rerun; study.report reads
+it back; the report's figures and each seed's artifacts come back through the server. Needs PostgreSQL's server
+programs (Debian's `postgresql` package: .ci/run installs it)."""
 
 import os
 import shutil
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from helpers import (ADMIN, REPO, TINY_SPACE, free_port, login_server_env, read_until, run_in_process,
                      serve_mlflow_process, stop_server)
@@ -95,30 +96,30 @@ def test_a_study_logs_through_a_login_server_on_postgresql_that_is_killed_and_re
                                 json={"username": "alice", "password": "alice-password-1234"})
         assert created.status_code == 200, created.text
         login = {"MLFLOW_TRACKING_USERNAME": "alice", "MLFLOW_TRACKING_PASSWORD": "alice-password-1234"}
-        space = tmp_path / "space.yaml"
-        space.write_text(TINY_SPACE)
-        study = subprocess.Popen(
-            [sys.executable, "-m", "study.tune", "--family", "base", "--space", str(space), "--num-samples", "2",
-             "--study-dir", str(tmp_path / "study"), "--seeds", "6", "--tracking-uri", uri, "--experiment", "lab",
-             "--data-dir", str(fake_mnist_dir), "--device", "cpu"],
+        config = tmp_path / "config.yaml"  # TINY_SPACE's defaults
+        config.write_text(yaml.safe_dump({**yaml.safe_load(TINY_SPACE)["fixed"], "lr": 3e-3, "c": 4, "f": 8,
+                                          "dropout": 0.1, "batchnorm": True}))
+        reruns = subprocess.Popen(
+            [sys.executable, "-m", "study.rerun", "--family", "base", "--config", str(config), "--seeds", "6",
+             "--tracking-uri", uri, "--experiment", "lab", "--data-dir", str(fake_mnist_dir), "--device", "cpu"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
             # MLflow's client retries a request the dead server never got; a smaller backoff than its default (2)
             # retries soon after the restart, which takes tens of seconds here, instead of up to a minute later
             env={**os.environ, "PYTHONPATH": str(REPO), **login, "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "10"})
         try:
-            seen = read_until(study, ": test/acc ", 600)  # the first seed logged
+            seen = read_until(reruns, ": test/acc ", 600)  # the first seed logged
             stop_server(server, signal.SIGKILL)  # mid-rerun: the driver's next log calls meet no server and retry
             with pytest.raises(requests.ConnectionError):
                 requests.get(f"{uri}/health", timeout=5)
             logged_at_kill = [seed for seed, status in finished_seed_runs(postgres) if status == "FINISHED"]
             assert len(logged_at_kill) < 6, "the kill came after the reruns"
             server, _ = serve_mlflow_process(port, *args, env=server_env)
-            rest, _ = study.communicate(timeout=600)
+            rest, _ = reruns.communicate(timeout=600)
         finally:
-            if study.poll() is None:
-                study.kill()
-        assert study.returncode == 0, seen + rest
+            if reruns.poll() is None:
+                reruns.kill()
+        assert reruns.returncode == 0, seen + rest
         assert "alice-password-1234" not in seen + rest
         runs = finished_seed_runs(postgres)
         assert [seed for seed, status in runs if status == "FINISHED"] == ["1", "2", "3", "4", "5", "6"], runs
