@@ -7,8 +7,8 @@ run: wall time (as a ratio), where the time went, and the reruns' test metric on
 
 Each arm is `python -m study.tune --family F --seed S` as a user types it, a new process in a new folder (its study
 dir and its own SQLite MLflow store), one arm after the other on the same machine:
-    before   --sampler tpe --scheduler asha --no-defaults-trial --select-top 3 --select-seeds 3 (the defaults until
-             issue 21: TPE, one ASHA rung, robust selection of the top 3 on 3 more seeds)
+    before   --num-samples 24 --sampler tpe --scheduler asha --no-defaults-trial --select-top 3 --select-seeds 3 (the
+             defaults until issue 21: 24 trials, TPE, one ASHA rung, robust selection of the top 3 on 3 more seeds)
     after    no flags: today's defaults
 plus --arm NAME='FLAGS' for any other arm. Printed per arm and study seed: the wall time of the whole command, its
 parts (start-up and search until "search finished", robust selection, reruns, read from when each line arrived),
@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file from anywhere: import `study`
 
-BEFORE = "--sampler tpe --scheduler asha --no-defaults-trial --select-top 3 --select-seeds 3"
+BEFORE = "--num-samples 24 --sampler tpe --scheduler asha --no-defaults-trial --select-top 3 --select-seeds 3"
 MARKERS = {"search": "search finished in", "reruns": "reruns of "}  # the lines that end the first two parts
 
 
@@ -39,8 +39,8 @@ def run_arm(flags: list[str], args, study_seed: int, folder: Path) -> dict:
     command = [sys.executable, "-m", "study.tune", "--family", args.family, "--seed", str(study_seed),
                "--study-dir", str(folder / "study"), "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}",
                "--seeds", str(args.seeds), *(["--data-dir", args.data_dir] if args.data_dir else []),
-               *(["--space", args.space] if args.space else []),
-               *(["--num-samples", str(args.num_samples)] if args.num_samples else []), *flags]
+               *(["--space", args.space] if args.space else []), *flags,
+               *(["--num-samples", str(args.num_samples)] if args.num_samples else [])]  # last: it wins in every arm
     seen, start = {}, time.perf_counter()
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                           cwd=folder) as process:
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--family", default="sep_aux")
     parser.add_argument("--data-dir")
     parser.add_argument("--space", help="search-space YAML (default the family's)")
-    parser.add_argument("--num-samples", type=int, help="trials per search (default: study.tune's)")
+    parser.add_argument("--num-samples", type=int, help="trials per search in every arm (default: each arm's own)")
     parser.add_argument("--seeds", type=int, default=10, help="rerun seeds (default 10)")
     parser.add_argument("--max-concurrent", type=int, default=2, help="study.tune's --max-concurrent (default 2)")
     parser.add_argument("--study-seeds", type=int, nargs="+", default=[0])
