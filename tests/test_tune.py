@@ -236,8 +236,8 @@ def test_a_study_started_before_the_strategy_flags_resumes_with_the_strategy_it_
     (study / "study.yaml").write_text(yaml.safe_dump(old))
     prepare_study_dir(study, study_settings(tiny, before, 0, None), fresh=False)  # the same study: no error
     other = Budget(3, 2, 1, 2, None, 1.0, 0.0, 1, "mtpe", "hyperband", True)
-    with pytest.raises(StudyError, match=r"\(defaults_trial False in the study, True now, sampler tpe in the study, mtpe now, "
-                                         r"scheduler asha in the study, hyperband now\)"):
+    with pytest.raises(StudyError, match=r"\(defaults_trial False in the study, True now, sampler tpe in the study, "
+                                         r"mtpe now, scheduler asha in the study, hyperband now\)"):
         prepare_study_dir(study, study_settings(tiny, other, 0, None), fresh=False)
     assert yaml.safe_load((study / "study.yaml").read_text()) == old  # left as it was
 

@@ -318,8 +318,9 @@ def pool_per_class(tables: list[str]) -> list[dict]:
 
 
 def load_per_class(tracker: Tracker, results: list[FamilyResult]) -> None:
-    """Each arm's per-class tables pooled over its finished seeds (a listing and a download per seed run): result.per_class,
-    head -> {"seeds": how many seeds had the table, "rows": pool_per_class}. Diverged seeds have no predictions."""
+    """Each arm's per-class tables pooled over its finished seeds (a listing and a download per seed run):
+    result.per_class, head -> {"seeds": how many seeds had the table, "rows": pool_per_class}. Diverged seeds have no
+    predictions."""
     for result in results:
         tables: dict[str, list[str]] = {}
         for artifact_uri in result.artifact_uris.values():
