@@ -78,8 +78,8 @@ class FamilyResult:
     failure_setting: str | None = None  # parent tag failure_value: a number (chance level), "worst", or not recorded
     failure_rule: str = ""  # the parent's failure_rule tag, in words
     published: dict[str, tuple[float, float | None]] | None = None  # a preset's statistic -> published (mean, std)
-    run_ids: dict[int, str] = field(default_factory=dict)  # finished seed -> its child run
-    artifact_uris: dict[int, str] = field(default_factory=dict)  # finished seed -> its child run's artifact store
+    # finished seed -> its child run's RunInfo: its run_id (metric histories) and artifact_uri (per-class tables)
+    run_infos: dict[int, object] = field(default_factory=dict)
     curves: dict[str, dict[int, list[tuple[int, float]]]] = field(default_factory=dict)  # metric -> seed -> steps
     reference: str = ""  # a reference row (e.g. "untuned defaults"): shown, not tested against the arms
     # the study seeds whose tuned configs this arm pools (seeds are then (study seed, rerun seed) pairs)
@@ -226,13 +226,12 @@ def arm_result(arm: str, chosen: list) -> FamilyResult:
     """One arm from its parent runs (one, or one per study seed) and their (finished, diverged) seed runs."""
     tags = chosen[0][0].data.tags
     pooled = len(chosen) > 1
-    finished, diverged, run_ids, artifact_uris, study_seeds, searches = {}, [], {}, {}, [], []
+    finished, diverged, run_infos, study_seeds, searches = {}, [], {}, [], []
     for parent, (done, failed) in sorted(chosen, key=lambda item: int(item[0].data.tags.get("study_seed", 0))):
         study_seed = int(parent.data.tags["study_seed"]) if "study_seed" in parent.data.tags else None
         key = (lambda seed: (study_seed, seed)) if pooled else (lambda seed: seed)
         finished.update({key(seed): dict(run.data.metrics) for seed, run in done.items()})
-        run_ids.update({key(seed): run.info.run_id for seed, run in done.items()})
-        artifact_uris.update({key(seed): run.info.artifact_uri for seed, run in done.items()})
+        run_infos.update({key(seed): run.info for seed, run in done.items()})
         diverged += [key(seed) for seed in sorted(failed)]
         if study_seed is not None:
             study_seeds.append(study_seed)
@@ -242,8 +241,8 @@ def arm_result(arm: str, chosen: list) -> FamilyResult:
     published = published_numbers(tags) if "preset" in tags else None
     return FamilyResult(arm, chosen[0][0].info.run_id, tags.get("config_hash", ""), finished, diverged,
                         tags.get("task", "digit_pairs"), primary, objective, higher, tags.get("failure_value"),
-                        tags.get("failure_rule", ""), published, run_ids, reference=tags.get("reference", ""),
-                        study_seeds=study_seeds, searches=searches, artifact_uris=artifact_uris)
+                        tags.get("failure_rule", ""), published, run_infos, reference=tags.get("reference", ""),
+                        study_seeds=study_seeds, searches=searches)
 
 
 def search_info(parent) -> dict:
@@ -278,8 +277,8 @@ def load_curves(tracker: Tracker, results: list[FamilyResult]) -> None:
     for result in results:
         names = (result.objective, result.primary)
         result.curves = {name: {} for name in names}
-        for seed, run_id in result.run_ids.items():
-            for name, history in tracker.histories(run_id, names).items():
+        for seed, info in result.run_infos.items():
+            for name, history in tracker.histories(info.run_id, names).items():
                 if history:
                     result.curves[name][seed] = history
 
@@ -323,8 +322,8 @@ def load_per_class(tracker: Tracker, results: list[FamilyResult]) -> None:
     predictions."""
     for result in results:
         tables: dict[str, list[str]] = {}
-        for artifact_uri in result.artifact_uris.values():
-            for head, text in per_class_files(tracker, artifact_uri).items():
+        for info in result.run_infos.values():
+            for head, text in per_class_files(tracker, info.artifact_uri).items():
                 tables.setdefault(head, []).append(text)
         result.per_class = {head: {"seeds": len(texts), "rows": pool_per_class(texts)}
                             for head, texts in sorted(tables.items())}
