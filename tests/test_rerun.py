@@ -307,6 +307,15 @@ def test_a_diverged_seed_is_done_and_counted_and_retried_only_when_asked(tmp_pat
         rerun_module.run_reruns({**config, "lr": 0.1}, 2, tracker, task)
     [other] = [p for p in tracker.search("tags.`study.role` = 'parent'") if p.data.params["lr"] == "0.1"]
     assert sorted(tracker.finished_seeds(other.info.run_id)) == [1]
+    # an error without text is named by its type alone, not "ConnectionError: ConnectionError"
+    import requests
+
+    def silent_outage(*args):
+        raise requests.ConnectionError()
+
+    monkeypatch.setattr(rerun_module, "train_missing", silent_outage)
+    with pytest.raises(StudyError, match=r"stopped answering \(ConnectionError\); the seeds logged before are kept"):
+        rerun_module.run_reruns({**config, "lr": 0.1}, 2, tracker, task)
 
     # a request cut off mid-way (the server restarted): the seed is logged again only if its FINISHED run did not
     # get through, so it is FINISHED once; a run the cut-off try left RUNNING ends FAILED

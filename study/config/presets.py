@@ -31,7 +31,7 @@ import yaml
 
 from study.config.schema import validate_config
 from study.config.space import default_space_path, load_space
-from study.infra.errors import StudyError
+from study.infra.errors import StudyError, named_first_line
 from study.tasks import get_task_class
 
 # package data (pyproject.toml maps the checkout's folder into the package), a folder on disk whether installed
@@ -108,7 +108,7 @@ def load_presets(name: str) -> list[Preset]:
         rows = raw["presets"]
         statistics = raw["statistics"] if "statistics" in raw else [raw["statistic"]]
     except (yaml.YAMLError, KeyError, TypeError) as exc:
-        raise StudyError(f"{path}: malformed preset table ({type(exc).__name__}: {exc})") from None
+        raise StudyError(f"{path}: malformed preset table ({named_first_line(exc)})") from None
     task = raw.get("task", "digit_pairs")
     known = statistics_of(task)
     for statistic in statistics:

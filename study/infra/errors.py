@@ -13,3 +13,10 @@ def first_line(exc: BaseException) -> str:
     """What a one-line error quotes of an exception: its message's first line, or its type's name when it has none."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def named_first_line(exc: BaseException) -> str:
+    """`Type: first line` for a message that must also say what kind of failure it was; `Type` when it has no text."""
+    text = first_line(exc)
+    name = type(exc).__name__
+    return name if text == name else f"{name}: {text}"

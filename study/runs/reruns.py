@@ -16,7 +16,7 @@ from functools import partial
 from study.config.presets import Preset
 from study.infra.cli import Compute
 from study.infra.console import SeedProgress
-from study.infra.errors import Interrupted, StudyError, first_line
+from study.infra.errors import Interrupted, StudyError, named_first_line
 from study.infra.ray_tasks import handle_each
 from study.infra.tracking import Tracker, environment_tags, is_store_error, ui_link
 from study.reporting.figures import curve_names, learning_curves
@@ -137,7 +137,7 @@ def run_reruns(config: dict, seeds: int, tracker: Tracker, task, compute: Comput
                 raise
             # down for longer than the tracker waits for it (STORE_OUTAGE_SECONDS)
             raise StudyError(f"the tracking store at {tracker.uri} stopped answering ("
-                             f"{type(exc).__name__}: {first_line(exc)[:200]}); the seeds logged before are "
+                             f"{named_first_line(exc)[:200]}); the seeds logged before are "
                              f"kept: run the same command again once it answers, to train only the missing ones") \
                 from None
     return finalise_parent(tracker, parent_id, config, spec)
