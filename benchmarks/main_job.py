@@ -8,7 +8,8 @@ run: wall time (as a ratio), where the time went, and the reruns' test metric on
 Each arm is `python -m study.tune --family F --seed S` as a user types it, a new process in a new folder (its study
 dir and its own SQLite MLflow store), one arm after the other on the same machine:
     before   --num-samples 24 --sampler tpe --scheduler asha --no-defaults-trial --select-top 3 --select-seeds 3 (the
-             defaults until issue 21: 24 trials, TPE, one ASHA rung, robust selection of the top 3 on 3 more seeds)
+             defaults when issue 21 was filed, and again since: 24 trials, TPE, one ASHA rung, robust selection of
+             the top 3 on 3 more seeds)
     after    no flags: today's defaults
 plus --arm NAME='FLAGS' for any other arm. Printed per arm and study seed: the wall time of the whole command, its
 parts (start-up and search until "search finished", robust selection, reruns, read from when each line arrived),

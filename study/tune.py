@@ -8,8 +8,8 @@ The objective is the task's validation metric (digit_pairs: validation accuracy)
 stat: val/digit_macro_f1, val/digit_nll, ...); the test split never reaches a tuning trial. Every trial of a study
 trains on the same splits (the study's `--seed` draws them and seeds the sampler). Run the same command again
 after an interruption and it resumes (Tuner.restore); `--fresh` starts over; a finished study is shown, not rerun.
-Then, unless `--no-rerun`, the search's best config (or, with `--select-top K`, robust selection's choice among
-the best K) is rerun on many seeds into MLflow (study.runs.reruns). The search itself, and how early-stopped
+Then, unless `--no-rerun`, robust selection's choice among the search's best `--select-top` (3) configs (with
+`--select-top 1`, the search's best) is rerun on many seeds into MLflow (study.runs.reruns). The search itself, and how early-stopped
 trials reach the sampler: study.search.driver.
 
 Study directory (`--study-dir`, default studies/<family>, or studies/<task>/<family> beside digit_pairs):

@@ -25,7 +25,7 @@ RAY = Path(sys.executable).parent / "ray"  # the venv's own `ray` command
 
 def run_study_and_reruns_on(address: str, tmp_path: Path, data_dir: Path, tracking_uri: str, num_samples: int,
                             env: dict) -> None:
-    """A tiny study with --address and its reruns: trials on both nodes, parent and seed runs on the server."""
+    """A tiny study with --address, robust selection and reruns: trials on both nodes, runs on the server."""
     space = tmp_path / "space.yaml"
     space.write_text(TINY_SPACE)
     study, storage = tmp_path / "study", tmp_path / "shared-storage"
@@ -35,6 +35,7 @@ def run_study_and_reruns_on(address: str, tmp_path: Path, data_dir: Path, tracki
                       "--experiment", "cluster", "--data-dir", str(data_dir), "--device", "cpu",
                       env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
+    assert f"robust selection: the top {num_samples} configs" in done.stdout  # the default, its tasks on the cluster
 
     results = sorted((storage / "study" / "search").glob("trial_*/result.json"))
     assert len(results) == num_samples

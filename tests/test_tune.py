@@ -34,13 +34,13 @@ def space(tmp_path):
 @pytest.mark.slow
 def test_a_tiny_job_prints_its_trials_logs_its_reruns_then_finds_itself_finished_and_a_broken_resume_fails_cleanly(
         tmp_path, space, fake_mnist_dir):
-    """The main job in small, output piped as a user's log would be: search, reruns into MLflow (robust selection is
-    off by default; test_compare runs it); run again, it is finished; killed after its last trial (no
+    """The main job in small, output piped as a user's log would be: search, reruns into MLflow (robust selection,
+    on by default, is left to test_compare); run again, it is finished; killed after its last trial (no
     best_config.yaml), it derives the same best; with Ray's saved searcher made unreadable (a disk error, a hand
     edit), the resume is one line and deletes nothing."""
     study, uri = tmp_path / "study", f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["--family", "base", "--space", str(space), "--study-dir", str(study), "--data-dir", str(fake_mnist_dir),
-            "--device", "cpu", "--num-samples", "3", "--max-concurrent", "1", "--seeds", "2",
+            "--device", "cpu", "--num-samples", "3", "--max-concurrent", "1", "--seeds", "2", "--select-top", "1",
             "--tracking-uri", uri, "--experiment", "console"]
     done = run_module("study.tune", *args)
     assert done.returncode == 0, done.stderr[-3000:]
