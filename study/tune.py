@@ -9,8 +9,8 @@ stat: val/digit_macro_f1, val/digit_nll, ...); the test split never reaches a tu
 trains on the same splits (the study's `--seed` draws them and seeds the sampler). Run the same command again
 after an interruption and it resumes (Tuner.restore); `--fresh` starts over; a finished study is shown, not rerun.
 Then, unless `--no-rerun`, robust selection's choice among the search's best `--select-top` (3) configs (with
-`--select-top 1`, the search's best) is rerun on many seeds into MLflow (study.runs.reruns). The search itself, and how early-stopped
-trials reach the sampler: study.search.driver.
+`--select-top 1`, the search's best) is rerun on many seeds into MLflow (study.runs.reruns). The search itself,
+and how early-stopped trials reach the sampler: study.search.driver.
 
 Study directory (`--study-dir`, default studies/<family>, or studies/<task>/<family> beside digit_pairs):
     study.yaml        the study's settings; a resume must match them
