@@ -8,9 +8,9 @@ Every family gets the same search budget (trials, epochs, grace period, study se
 choice of config (the best mean of its search's top --select-top (3) retrained on --select-seeds extra validation
 seeds; with --select-top 1, its search's best); the chosen config is rerun on the same seeds 1..K, so seed k draws
 the same splits and initial seed for every family and the report's differences are paired. Each family's untuned
-defaults are rerun on the same seeds too, a reference row (--no-defaults leaves it out). `--study-seeds S` repeats every family's search
-with S study seeds (new tuning data draw, new sampler seed) and reruns each chosen config: the report then separates
-seed variance from tuning variance.
+defaults are rerun on the same seeds too, a reference row (--no-defaults leaves it out). `--study-seeds S` repeats
+every family's search with S study seeds (new tuning data draw, new sampler seed) and reruns each chosen config: the
+report then separates seed variance from tuning variance.
 
 Output folder (`--out`, default comparisons/<name>): one study dir per family and study seed (search/<family>/, or
 search/<family>/seed<s>/ with several study seeds) and the report (report/). MLflow: experiment `compare-<name>`.
